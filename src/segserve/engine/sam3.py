@@ -1,0 +1,301 @@
+"""SAM 3 through Hugging Face transformers: vision once per image, all concepts in one batched pass.
+
+>>> seg = Sam3Segmenter.from_pretrained("facebook/sam3")            # doctest: +SKIP
+>>> result = seg.segment(Image.open("street.jpg"), ["person", "car"])  # doctest: +SKIP
+
+The reference pipeline (transformers' model card) runs `Sam3Model(pixel_values, input_ids)` once
+per concept, so every concept pays for the ViT (~90 % of the time). Here the vision encoder runs
+once, its features are expanded (a view, no copy) to one row per concept, and the DETR
+encoder/decoder + mask head run once for the whole batch. Post-processing follows
+`Sam3ImageProcessor.post_process_instance_segmentation` operation for operation (sigmoid, then
+bilinear upsampling, then the mask threshold) so the output is the reference's, but only for the
+detections that survive the score threshold.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from segserve.errors import ModelLoadError
+from segserve.images import to_rgb_array
+from segserve.masks import masks_to_boxes
+from segserve.prompts import MAX_TEXT_TOKENS, tokenize_concepts
+from segserve.types import SegmentationResult, SegmentOptions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "facebook/sam3"
+# Kept detections are upsampled to full resolution this many at a time, so a 4K image with 100
+# detections never holds 100 float masks at once.
+UPSAMPLE_CHUNK = 16
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """`None` picks cuda > mps > cpu."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def select_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """`None` gives bf16 on CUDA and fp32 elsewhere (CPU bf16 matmuls are slow without AMX)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}") from None
+
+
+@dataclass
+class VisionFeatures:
+    """What the detector needs of one image: the FPN levels and their position encodings.
+
+    `backbone` is the ViT's last hidden state; the tracker (everything-mode) builds its own FPN
+    from it, so one ViT pass serves both heads.
+    """
+
+    fpn_hidden_states: tuple[torch.Tensor, ...]
+    fpn_position_encoding: tuple[torch.Tensor, ...]
+    backbone: torch.Tensor
+
+    def nbytes(self) -> int:
+        tensors = [*self.fpn_hidden_states, *self.fpn_position_encoding, self.backbone]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def expand(self, n: int):
+        """One row per concept, as views of the same memory (the batch dimension is 1)."""
+        from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+        return Sam3VisionEncoderOutput(
+            last_hidden_state=self.backbone.expand(n, *self.backbone.shape[1:]),
+            fpn_hidden_states=tuple(t.expand(n, *t.shape[1:]) for t in self.fpn_hidden_states),
+            fpn_position_encoding=tuple(t.expand(n, *t.shape[1:]) for t in self.fpn_position_encoding),
+        )
+
+
+class Sam3Segmenter:
+    """Text-prompted instance segmentation with SAM 3. Build it with `from_pretrained`."""
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        model_id: str = DEFAULT_MODEL,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        concept_batch: int = 16,
+    ):
+        if concept_batch < 1:
+            raise ValueError(f"concept_batch must be >= 1, got {concept_batch}")
+        self.model = model
+        self.processor = processor
+        self.model_id = model_id
+        self.device = device or next(model.parameters()).device
+        self.dtype = dtype or next(model.parameters()).dtype
+        self.concept_batch = concept_batch
+        self.image_size = int(processor.image_processor.size["height"])
+        # Counts of expensive passes, for tests and metrics: they prove the ViT runs once per image.
+        self.stats = {"vision_passes": 0, "detector_passes": 0}
+        self._lock = threading.Lock()
+
+    # --- loading ---------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id_or_path: str | Path = DEFAULT_MODEL,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        **kwargs: Any,
+    ) -> Sam3Segmenter:
+        """Load the detector and processor from the hub or a local directory.
+
+        Raises `ModelLoadError` whose message says how to get the checkpoint when it can't be had.
+        """
+        from transformers import Sam3Model, Sam3Processor
+
+        source = str(model_id_or_path)
+        dev = select_device(device)
+        dt = select_dtype(dtype, dev)
+        _check_local_path(source)
+        try:
+            processor = Sam3Processor.from_pretrained(source)
+            model = Sam3Model.from_pretrained(source, dtype=dt)
+        except Exception as exc:  # hub, network and file errors all arrive as different types
+            raise ModelLoadError(_load_error_message(source, exc)) from exc
+        model = model.to(dev).eval()
+        log.info("loaded %s on %s as %s", source, dev, dt)
+        return cls(model, processor, model_id=source, device=dev, dtype=dt, **kwargs)
+
+    # --- inference -------------------------------------------------------------------------
+    def segment(
+        self,
+        image: Image.Image | np.ndarray,
+        concepts: list[str],
+        options: SegmentOptions | None = None,
+    ) -> SegmentationResult:
+        """Every instance of every concept in `image`, sorted by confidence."""
+        options = options or SegmentOptions()
+        rgb = to_rgb_array(image)
+        if not concepts:
+            raise NotImplementedError("segment-everything needs a concept list in this engine")
+        with self._lock, torch.inference_mode():
+            features = self.encode_image(rgb)
+            return self.segment_features(features, rgb, concepts, options)
+
+    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+        """RGB uint8 -> normalised `pixel_values` (1, 3, S, S) exactly as `Sam3Processor` makes them."""
+        pixel_values = self.processor.image_processor(images=rgb, return_tensors="pt").pixel_values
+        return pixel_values.to(self.device, self.dtype)
+
+    def encode_image(self, rgb: np.ndarray) -> VisionFeatures:
+        """The ViT + detector neck: the expensive part, once per image."""
+        out = self.model.get_vision_features(pixel_values=self.preprocess(rgb))
+        self.stats["vision_passes"] += 1
+        # Sam3Model.forward drops the last (0.5x) level itself, so all levels are passed through.
+        return VisionFeatures(
+            fpn_hidden_states=tuple(out.fpn_hidden_states),
+            fpn_position_encoding=tuple(out.fpn_position_encoding),
+            backbone=out.last_hidden_state,
+        )
+
+    def encode_text(self, concepts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Concepts -> (input_ids, attention_mask) of shape (N, 32), truncated at the encoder's limit."""
+        tokens = tokenize_concepts(self.processor.tokenizer, concepts, MAX_TEXT_TOKENS)
+        return tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
+
+    def segment_features(
+        self,
+        features: VisionFeatures,
+        rgb: np.ndarray,
+        concepts: list[str],
+        options: SegmentOptions,
+    ) -> SegmentationResult:
+        """Detector + mask head for all concepts on precomputed vision features, then post-processing."""
+        height, width = rgb.shape[:2]
+        input_ids, attention_mask = self.encode_text(concepts)
+        scores_all, masks_all = [], []
+        for start in range(0, len(concepts), self.concept_batch):
+            stop = min(start + self.concept_batch, len(concepts))
+            out = self.model(
+                vision_embeds=features.expand(stop - start),
+                input_ids=input_ids[start:stop],
+                attention_mask=attention_mask[start:stop],
+            )
+            self.stats["detector_passes"] += 1
+            # The reference's score: sigmoid(class logit) x sigmoid(presence logit).
+            scores_all.append(out.pred_logits.sigmoid() * out.presence_logits.sigmoid())
+            masks_all.append(out.pred_masks)
+        scores = torch.cat(scores_all)  # (N, Q)
+        low_res = torch.cat(masks_all)  # (N, Q, h, w) logits
+        return self._postprocess(scores, low_res, concepts, (height, width), options, rgb)
+
+    def _postprocess(
+        self,
+        scores: torch.Tensor,
+        low_res: torch.Tensor,
+        concepts: list[str],
+        size: tuple[int, int],
+        options: SegmentOptions,
+        rgb: np.ndarray | None,
+    ) -> SegmentationResult:
+        concept_idx, query_idx = torch.nonzero(scores >= options.threshold, as_tuple=True)
+        kept_scores = scores[concept_idx, query_idx].float()
+        # Highest confidence first; ties keep concept order then query order (stable sort).
+        order = torch.argsort(kept_scores, descending=True, stable=True)
+        concept_idx, query_idx, kept_scores = concept_idx[order], query_idx[order], kept_scores[order]
+
+        masks: list[np.ndarray] = []
+        keep_rows: list[int] = []
+        for start in range(0, len(order), UPSAMPLE_CHUNK):
+            rows = slice(start, start + UPSAMPLE_CHUNK)
+            probs = low_res[concept_idx[rows], query_idx[rows]].sigmoid()
+            full = torch.nn.functional.interpolate(
+                probs.unsqueeze(0), size=size, mode="bilinear", align_corners=False
+            ).squeeze(0)
+            binary = (full > options.mask_threshold).cpu().numpy()
+            for j, m in enumerate(binary):
+                if m.any():  # a segment whose mask is empty is not returned
+                    masks.append(m)
+                    keep_rows.append(start + j)
+            if len(masks) >= options.max_segments:
+                break
+        masks = masks[: options.max_segments]
+        keep_rows = keep_rows[: options.max_segments]
+        if not keep_rows:
+            return SegmentationResult.empty(size, image=rgb)
+        stacked = np.stack(masks)
+        rows_t = torch.tensor(keep_rows, dtype=torch.long, device=kept_scores.device)
+        return SegmentationResult(
+            masks=stacked,
+            boxes=masks_to_boxes(stacked),
+            scores=kept_scores[rows_t].cpu().numpy(),
+            labels=[concepts[i] for i in concept_idx[rows_t].tolist()],
+            image_size=size,
+            image=rgb,
+        )
+
+
+def _check_local_path(source: str) -> None:
+    """A path-looking model that does not exist gets a clear message instead of a hub lookup."""
+    looks_local = source.startswith(("/", "./", "../", "~")) or Path(source).exists()
+    if not looks_local:
+        return
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        raise ModelLoadError(
+            f"No SAM 3 checkpoint directory at {path}. Point SEGSERVE_MODEL (or --model) at a folder "
+            "holding config.json, model.safetensors and the processor files, e.g. one made with "
+            "`hf download facebook/sam3 --local-dir ./sam3`."
+        )
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"{path} is not a SAM 3 checkpoint: it has no config.json. Download one with "
+            "`hf download facebook/sam3 --local-dir ./sam3` and set SEGSERVE_MODEL to that folder."
+        )
+
+
+def _load_error_message(source: str, exc: Exception) -> str:
+    """Turn hub/network/file errors into a sentence that says what to do."""
+    name = type(exc).__name__
+    text = str(exc)
+    reason = f"({name}: {text.splitlines()[0][:300] if text else 'no detail'})"
+    how = (
+        f"To use {source}: accept the licence on https://huggingface.co/{source}, log in with "
+        "`hf auth login` (or set HF_TOKEN), and make sure this machine can reach the hub — or set "
+        "SEGSERVE_MODEL (or --model) to a local copy made with "
+        f"`hf download {source} --local-dir ./sam3`."
+    )
+    if "Gated" in name or "gated" in text or "401" in text or "403" in text:
+        return f"The model {source} is gated and this machine is not authorised to download it. {how} {reason}"
+    if "RepositoryNotFound" in name or "404" in text:
+        return (
+            f"No model named {source} on the Hugging Face hub (or it is private). Check the name, or {how[0].lower()}"
+            f"{how[1:]} {reason}"
+        )
+    return f"Could not load the SAM 3 checkpoint {source}. {how} {reason}"

@@ -1,0 +1,148 @@
+"""Every error segserve raises on purpose, each with its HTTP status and a public message.
+
+    SegserveError                      500 server_error / internal_error
+    ├── InvalidRequestError            400 invalid_request_error
+    │   ├── MissingFieldError              missing_field        (param names the field)
+    │   ├── UnknownModelError              unknown_model
+    │   ├── InvalidPromptError             invalid_prompt
+    │   ├── InvalidParameterError          invalid_parameter
+    │   ├── InvalidImageURLError           invalid_image_url
+    │   ├── ImageURLForbiddenError         image_url_forbidden
+    │   ├── ImageURLUnreachableError       image_url_unreachable
+    │   ├── ImageTooLargeError         413 image_too_large
+    │   ├── UnsupportedImageFormatError 415 unsupported_image_format
+    │   └── InvalidImageError          422 invalid_image
+    ├── AuthenticationError            401 authentication_error / invalid_api_key
+    ├── ServerBusyError                429 rate_limit_error / server_busy
+    ├── ModelNotReadyError             503 server_error / model_not_ready
+    ├── RequestTimeoutError            504 server_error / timeout
+    └── ModelLoadError                 (raised at start-up / in the CLI, never on the wire)
+
+`message` is public: it tells the client what to fix. Anything internal goes to the log only.
+The same classes are raised by the SDK when the server answers with the matching error body.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class SegserveError(Exception):
+    """Base class. Subclasses set the class-level status/type/code; instances carry the message."""
+
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers = dict(headers or {})
+
+    def to_body(self) -> dict[str, Any]:
+        """The wire body of api-contract.md."""
+        return {
+            "error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
+        }
+
+
+class InvalidRequestError(SegserveError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class MissingFieldError(InvalidRequestError):
+    code = "missing_field"
+
+
+class UnknownModelError(InvalidRequestError):
+    code = "unknown_model"
+
+
+class InvalidPromptError(InvalidRequestError):
+    code = "invalid_prompt"
+
+
+class InvalidParameterError(InvalidRequestError):
+    code = "invalid_parameter"
+
+
+class InvalidImageURLError(InvalidRequestError):
+    code = "invalid_image_url"
+
+
+class ImageURLForbiddenError(InvalidRequestError):
+    code = "image_url_forbidden"
+
+
+class ImageURLUnreachableError(InvalidRequestError):
+    code = "image_url_unreachable"
+
+
+class ImageTooLargeError(InvalidRequestError):
+    status = 413
+    code = "image_too_large"
+
+
+class UnsupportedImageFormatError(InvalidRequestError):
+    status = 415
+    code = "unsupported_image_format"
+
+
+class InvalidImageError(InvalidRequestError):
+    status = 422
+    code = "invalid_image"
+
+
+class AuthenticationError(SegserveError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class ServerBusyError(SegserveError):
+    status = 429
+    type = "rate_limit_error"
+    code = "server_busy"
+
+
+class ModelNotReadyError(SegserveError):
+    status = 503
+    code = "model_not_ready"
+
+
+class RequestTimeoutError(SegserveError):
+    status = 504
+    code = "timeout"
+
+
+class ModelLoadError(SegserveError):
+    """The checkpoint could not be loaded; the message says how to get it (licence, login, local path)."""
+
+    status = 503
+    code = "model_not_ready"
+
+
+# code -> class, so the SDK can turn an error body back into the same exception.
+ERRORS_BY_CODE: dict[str, type[SegserveError]] = {
+    cls.code: cls
+    for cls in (
+        MissingFieldError,
+        UnknownModelError,
+        InvalidPromptError,
+        InvalidParameterError,
+        InvalidImageURLError,
+        ImageURLForbiddenError,
+        ImageURLUnreachableError,
+        ImageTooLargeError,
+        UnsupportedImageFormatError,
+        InvalidImageError,
+        AuthenticationError,
+        ServerBusyError,
+        ModelNotReadyError,
+        RequestTimeoutError,
+        SegserveError,
+    )
+}

@@ -1,0 +1,109 @@
+"""Binary masks on the wire: COCO compressed RLE (pycocotools) wrapped in base64, boxes, polygons.
+
+>>> m = np.zeros((4, 5), bool); m[1:3, 2:4] = True
+>>> rle = rle_encode(m)
+>>> rle["size"], (rle_decode(rle) == m).all()
+([4, 5], True)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as coco_mask
+
+
+def rle_encode(mask: np.ndarray) -> dict[str, Any]:
+    """(H, W) bool -> `{"size": [h, w], "counts": base64 of COCO compressed RLE}`.
+
+    pycocotools wants a Fortran-ordered uint8 array; `np.asfortranarray` copies only when needed.
+    """
+    if mask.ndim != 2:
+        raise ValueError(f"rle_encode expects a 2-D mask, got shape {mask.shape}")
+    rle = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": base64.b64encode(rle["counts"]).decode()}
+
+
+def rle_encode_many(masks: np.ndarray) -> list[dict[str, Any]]:
+    """(N, H, W) bool -> one RLE dict per mask, encoded in one pycocotools call."""
+    if masks.ndim != 3:
+        raise ValueError(f"rle_encode_many expects (N, H, W) masks, got shape {masks.shape}")
+    if len(masks) == 0:
+        return []
+    # (N, H, W) -> (H, W, N) Fortran order is what pycocotools encodes as a batch.
+    rles = coco_mask.encode(np.asfortranarray(masks.transpose(1, 2, 0), dtype=np.uint8))
+    return [
+        {"size": [int(r["size"][0]), int(r["size"][1])], "counts": base64.b64encode(r["counts"]).decode()}
+        for r in rles
+    ]
+
+
+def _raw_counts(counts: str | bytes) -> bytes:
+    """Accept base64 (what we send) or raw COCO counts (what pycocotools writes to JSON)."""
+    data = counts.encode() if isinstance(counts, str) else bytes(counts)
+    # Raw COCO counts use the characters 48..111 ('0'..'o'); base64 adds '+', '/', '=', 'p'-'z', A-Z overlap.
+    # Try base64 first only when the text is a valid base64 string whose decoding is itself raw counts.
+    try:
+        decoded = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return data
+    if decoded and all(48 <= b < 112 for b in decoded):
+        return decoded
+    return data
+
+
+def rle_decode(rle: dict[str, Any]) -> np.ndarray:
+    """`{"size": [h, w], "counts": base64 or raw}` -> (H, W) bool."""
+    h, w = (int(v) for v in rle["size"])
+    raw = _raw_counts(rle["counts"])
+    return coco_mask.decode({"size": [h, w], "counts": raw}).astype(bool)
+
+
+def mask_to_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Tight box `(x1, y1, x2, y2)` of a non-empty mask, x2/y2 exclusive."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        raise ValueError("mask_to_box needs a non-empty mask")
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
+    """(N, H, W) bool -> (N, 4) int64 tight boxes (x2/y2 exclusive); zeros for empty masks."""
+    n = len(masks)
+    boxes = np.zeros((n, 4), dtype=np.int64)
+    for i in range(n):
+        if masks[i].any():
+            boxes[i] = mask_to_box(masks[i])
+    return boxes
+
+
+def mask_to_polygons(mask: np.ndarray, tolerance: float = 1.0) -> list[list[int]]:
+    """Outer contours of a mask as flat `[x, y, x, y, ...]` lists (COCO's polygon form).
+
+    OpenCV's border following is the standard way to trace a mask; `tolerance` (pixels) is the
+    Douglas-Peucker simplification. Regions of fewer than 3 points are dropped.
+    """
+    import cv2  # imported here: only the polygon mask format needs it
+
+    contours, _ = cv2.findContours(
+        np.ascontiguousarray(mask, dtype=np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    polygons = []
+    for contour in contours:
+        if tolerance > 0:
+            contour = cv2.approxPolyDP(contour, tolerance, True)
+        if len(contour) >= 3:
+            polygons.append([int(v) for v in contour.reshape(-1)])
+    return polygons
+
+
+def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
+    """Rasterise COCO polygons back to an (H, W) bool mask (pycocotools' own rasteriser)."""
+    if not polygons:
+        return np.zeros((height, width), dtype=bool)
+    rles = coco_mask.frPyObjects([list(map(float, p)) for p in polygons], height, width)
+    return coco_mask.decode(coco_mask.merge(rles)).astype(bool)

@@ -1,0 +1,276 @@
+"""What the engine returns: `SegmentationResult` (columnar, like supervision's `Detections`).
+
+>>> r = SegmentationResult.empty((480, 640))
+>>> len(r), r.to_dict()
+(0, {'num_segments': 0, 'segments': []})
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from segserve import masks as masks_mod
+
+MaskFormat = Literal["rle", "polygon", "none"]
+MASK_FORMATS: tuple[str, ...] = ("rle", "polygon", "none")
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """Per-request knobs; the defaults reproduce the reference API."""
+
+    threshold: float = 0.5  # minimum confidence kept
+    mask_threshold: float = 0.5  # mask probability cut-off
+    max_segments: int = 100  # cap after sorting by confidence
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        if not 0.0 <= self.mask_threshold <= 1.0:
+            raise ValueError(f"mask_threshold must be in [0, 1], got {self.mask_threshold}")
+        if self.max_segments < 1:
+            raise ValueError(f"max_segments must be >= 1, got {self.max_segments}")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One instance: a row of a `SegmentationResult`. `id` is 1-based, in confidence order."""
+
+    id: int
+    label: str
+    confidence: float
+    bbox: tuple[int, int, int, int]
+    mask: np.ndarray | None  # (H, W) bool, None when masks were not requested
+
+    @property
+    def area(self) -> int:
+        return int(self.mask.sum()) if self.mask is not None else 0
+
+
+@dataclass
+class SegmentationResult:
+    """N segments of one image, stored column by column.
+
+    masks  (N, H, W) bool, or None when only boxes are known (mask_format="none")
+    boxes  (N, 4) int64 x1, y1, x2, y2 with x2/y2 exclusive
+    scores (N,) float32 confidences, sorted high to low by the engine
+    labels list of N strings
+    image_size (height, width)
+    """
+
+    masks: np.ndarray | None
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: list[str]
+    image_size: tuple[int, int]
+    image: np.ndarray | None = field(default=None, repr=False)  # (H, W, 3) uint8 RGB, for cutout/overlay
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.int64).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        self.labels = [str(lbl) for lbl in self.labels]
+        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+        n = len(self.scores)
+        if len(self.boxes) != n:
+            raise ValueError(f"boxes must have shape ({n}, 4) to match scores, got {self.boxes.shape}")
+        if len(self.labels) != n:
+            raise ValueError(f"labels must have {n} entries to match scores, got {len(self.labels)}")
+        if self.masks is not None:
+            self.masks = np.asarray(self.masks, dtype=bool)
+            expected = (n, *self.image_size)
+            if self.masks.shape != expected:
+                raise ValueError(f"masks must have shape {expected}, got {self.masks.shape}")
+        if self.image is not None:
+            expected_img = (*self.image_size, 3)
+            if self.image.shape != expected_img or self.image.dtype != np.uint8:
+                raise ValueError(
+                    f"image must be uint8 of shape {expected_img}, got {self.image.dtype} {self.image.shape}"
+                )
+
+    # --- construction ----------------------------------------------------------------------
+    @classmethod
+    def empty(cls, image_size: tuple[int, int], image: np.ndarray | None = None) -> SegmentationResult:
+        h, w = image_size
+        return cls(
+            masks=np.zeros((0, h, w), dtype=bool),
+            boxes=np.zeros((0, 4), dtype=np.int64),
+            scores=np.zeros((0,), dtype=np.float32),
+            labels=[],
+            image_size=(h, w),
+            image=image,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], image: np.ndarray | None = None) -> SegmentationResult:
+        """The wire JSON of api-contract.md -> result (masks decoded from RLE or polygons).
+
+        The image size comes from the masks; pass `image` (or `image_size` via masks) for boxes-only
+        answers, which carry no size: their masks stay None.
+        """
+        segments = data.get("segments", [])
+        if int(data.get("num_segments", len(segments))) != len(segments):
+            raise ValueError("num_segments does not match the number of segments")
+        size: tuple[int, int] | None = None
+        if image is not None:
+            size = (image.shape[0], image.shape[1])
+        masks: list[np.ndarray] = []
+        have_masks = bool(segments) and all(seg.get("mask") for seg in segments)
+        for seg in segments:
+            mask = seg.get("mask")
+            if not mask:
+                continue
+            h, w = (int(v) for v in mask["size"])
+            size = size or (h, w)
+            if "counts" in mask:
+                masks.append(masks_mod.rle_decode(mask))
+            else:
+                masks.append(masks_mod.polygons_to_mask(mask.get("polygons", []), h, w))
+        if size is None:
+            size = (0, 0)
+        return cls(
+            masks=np.stack(masks) if have_masks else (np.zeros((0, *size), bool) if not segments else None),
+            boxes=np.array([seg["bbox"] for seg in segments], dtype=np.int64).reshape(-1, 4),
+            scores=np.array([seg["confidence"] for seg in segments], dtype=np.float32),
+            labels=[seg["label"] for seg in segments],
+            image_size=size,
+            image=image,
+        )
+
+    # --- access ----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __iter__(self) -> Iterator[Segment]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitem__(self, i: int) -> Segment:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"segment index {i} out of range for {len(self)} segments")
+        i = i % len(self)
+        x1, y1, x2, y2 = (int(v) for v in self.boxes[i])
+        return Segment(
+            id=i + 1,
+            label=self.labels[i],
+            confidence=float(self.scores[i]),
+            bbox=(x1, y1, x2, y2),
+            mask=None if self.masks is None else self.masks[i],
+        )
+
+    @property
+    def areas(self) -> np.ndarray:
+        if self.masks is None:
+            return np.zeros(len(self), dtype=np.int64)
+        return self.masks.reshape(len(self), -1).sum(axis=1).astype(np.int64)
+
+    def counts(self) -> dict[str, int]:
+        """Objects per label, most frequent first: the counting use case."""
+        return dict(Counter(self.labels).most_common())
+
+    # --- wire format -----------------------------------------------------------------------
+    def to_dict(self, mask_format: MaskFormat = "rle") -> dict[str, Any]:
+        """Exactly the response JSON of api-contract.md."""
+        if mask_format not in MASK_FORMATS:
+            raise ValueError(f"mask_format must be one of {MASK_FORMATS}, got {mask_format!r}")
+        h, w = self.image_size
+        if mask_format != "none" and self.masks is None:
+            raise ValueError("this result has no masks; use mask_format='none'")
+        rles = masks_mod.rle_encode_many(self.masks) if mask_format == "rle" else None
+        segments = []
+        for i in range(len(self)):
+            seg: dict[str, Any] = {
+                "id": i + 1,
+                "label": self.labels[i],
+                "confidence": round(float(self.scores[i]), 4),
+                "bbox": [int(v) for v in self.boxes[i]],
+            }
+            if rles is not None:
+                seg["mask"] = {"encoding": "rle", "size": [h, w], "counts": rles[i]["counts"]}
+            elif mask_format == "polygon":
+                seg["mask"] = {
+                    "encoding": "polygon",
+                    "size": [h, w],
+                    "polygons": masks_mod.mask_to_polygons(self.masks[i]),
+                }
+            segments.append(seg)
+        return {"num_segments": len(segments), "segments": segments}
+
+    # --- pictures --------------------------------------------------------------------------
+    def _require(self, image: np.ndarray | Image.Image | None) -> np.ndarray:
+        if image is not None:
+            arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+        elif self.image is not None:
+            arr = self.image
+        else:
+            raise ValueError("this result carries no image; pass image=")
+        if arr.shape[:2] != self.image_size:
+            raise ValueError(f"image is {arr.shape[:2]}, the masks are {self.image_size}")
+        if self.masks is None:
+            raise ValueError("this result has no masks (mask_format='none')")
+        return arr
+
+    def cutout(self, i: int, image: np.ndarray | Image.Image | None = None, crop: bool = True) -> Image.Image:
+        """Segment `i` (0-based) as an RGBA image whose background is transparent: the matting use case.
+
+        Cropped to the segment's box unless `crop=False`.
+        """
+        arr = self._require(image)
+        seg = self[i]
+        rgba = np.dstack([arr, np.where(seg.mask, 255, 0).astype(np.uint8)])
+        if crop:
+            x1, y1, x2, y2 = seg.bbox
+            rgba = rgba[y1:y2, x1:x2]
+        return Image.fromarray(rgba, "RGBA")
+
+    def overlay(
+        self,
+        image: np.ndarray | Image.Image | None = None,
+        opacity: float = 0.5,
+        outline: bool = True,
+        labels: bool = True,
+    ) -> Image.Image:
+        """The image with each mask in its own colour, its outline, and a `label 0.93` tag."""
+        arr = self._require(image).astype(np.float32)
+        out = arr.copy()
+        colors = palette(len(self))
+        for i in range(len(self)):
+            m = self.masks[i]
+            out[m] = out[m] * (1 - opacity) + np.array(colors[i], np.float32) * opacity
+        if outline:
+            for i in range(len(self)):
+                out[_edges(self.masks[i])] = colors[i]
+        img = Image.fromarray(out.clip(0, 255).astype(np.uint8), "RGB")
+        if labels and len(self):
+            draw = ImageDraw.Draw(img)
+            font = ImageFont.load_default()
+            for i, seg in enumerate(self):
+                tag = f"{seg.label} {seg.confidence:.2f}"
+                x1, y1 = seg.bbox[0], seg.bbox[1]
+                left, top, right, bottom = draw.textbbox((x1, y1), tag, font=font)
+                ty = max(0, y1 - (bottom - top) - 4)
+                draw.rectangle((x1, ty, x1 + (right - left) + 4, ty + (bottom - top) + 4), fill=colors[i])
+                draw.text((x1 + 2, ty + 2 - (top - y1)), tag, fill=(255, 255, 255), font=font)
+        return img
+
+
+def palette(n: int) -> list[tuple[int, int, int]]:
+    """n well-separated colours (golden-ratio hues), the same ones the playground uses."""
+    out = []
+    for i in range(n):
+        r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.75, 0.95)
+        out.append((int(r * 255), int(g * 255), int(b * 255)))
+    return out
+
+
+def _edges(mask: np.ndarray) -> np.ndarray:
+    """Pixels of the mask that touch a pixel outside it (4-neighbourhood)."""
+    padded = np.pad(mask, 1, constant_values=False)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~interior
