@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)  # bind port
     api_keys: str = ""  # comma-separated bearer tokens accepted
     api_keys_file: Path | None = None  # file with one key per line (# comments allowed)
+    api_key: str = ""  # the key `segserve segment --server` sends (SEGSERVE_API_KEY)
     no_auth: bool = False  # serve without keys (logs a warning); only for local use
     max_queue: int = Field(16, ge=1)  # requests waiting for the model beyond the running one
     workers: int = Field(1, ge=1)  # inference threads (1 is right for one GPU)
