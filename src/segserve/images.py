@@ -136,7 +136,9 @@ def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
     elif arr.shape[2] == 4:
         alpha = arr[:, :, 3:4].astype(np.float32) / 255.0
         arr = (arr[:, :, :3] * alpha + 255.0 * (1 - alpha) + 0.5).astype(np.uint8)
-    return np.ascontiguousarray(arr)
+    if not arr.flags.writeable or not arr.flags.c_contiguous:
+        arr = np.array(arr, order="C")  # arrays viewing a PIL image are read-only; torch wants to own them
+    return arr
 
 
 def _unidentified(data: bytes, formats: tuple[str, ...]) -> Exception:
