@@ -20,7 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from segserve.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageFormatError
 
 # Pillow format ids we decode. HEIF/AVIF join when their plugin is importable.
-BASE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO")
+BASE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # JPEG also opens MPO (multi-picture) files
 
 # Signatures of formats Pillow does not open at all but that clients do send; they get 415, not 422.
 _FOREIGN_SIGNATURES = (b"%PDF", b"<svg", b"<?xml")
@@ -160,7 +160,7 @@ def _unidentified(data: bytes, formats: tuple[str, ...]) -> Exception:
 
 
 def _unsupported(fmt: str, formats: tuple[str, ...]) -> UnsupportedImageFormatError:
-    names = ", ".join(f for f in formats if f != "MPO")
+    names = ", ".join(formats)
     return UnsupportedImageFormatError(
         f"Images in {fmt} format are not accepted. Supported formats: {names}.", param="image"
     )

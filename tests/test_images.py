@@ -1,0 +1,178 @@
+"""Decoding and normalisation: every mode becomes 8-bit RGB in the EXIF-corrected frame."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segserve.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageFormatError
+from segserve.images import decode_image, to_rgb_array
+
+
+def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def gradient(w: int = 40, h: int = 30) -> Image.Image:
+    x = np.linspace(0, 255, w, dtype=np.uint8)[None, :].repeat(h, 0)
+    y = np.linspace(0, 255, h, dtype=np.uint8)[:, None].repeat(w, 1)
+    return Image.fromarray(np.dstack([x, y, 255 - x]), "RGB")
+
+
+def sixteen_bit_png() -> bytes:
+    arr = np.full((10, 12), 40000, dtype=np.uint16)
+    arr[:, :6] = 1000
+    return encode(Image.fromarray(arr), "PNG")  # Pillow picks mode I;16 for uint16
+
+
+def palette_with_transparency() -> bytes:
+    img = Image.new("P", (8, 8), 0)
+    img.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    img.paste(1, (4, 0, 8, 8))
+    return encode(img, "PNG", transparency=0)
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("RGB", (10, 10), c) for c in ((255, 0, 0), (0, 255, 0))]
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    import zlib
+
+    data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
+    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")  # IHDR width/height
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # a valid chunk CRC, so only the size is odd
+    return bytes(data)
+
+
+def fits() -> bytes:
+    cards = [
+        "SIMPLE  =                    T",
+        "BITPIX  =                    8",
+        "NAXIS   =                    2",
+        "NAXIS1  =                    4",
+        "NAXIS2  =                    4",
+        "END",
+    ]
+    header = "".join(card.ljust(80) for card in cards).ljust(2880).encode()
+    return header + bytes(16).ljust(2880, b"\0")
+
+
+@pytest.mark.parametrize(
+    ("data", "shape", "pixel"),
+    [
+        (encode(gradient(), "JPEG"), (30, 40, 3), None),  # plain JPEG
+        (encode(gradient().convert("CMYK"), "JPEG"), (30, 40, 3), None),  # CMYK JPEG
+        (encode(Image.new("RGBA", (5, 4), (255, 0, 0, 0)), "PNG"), (4, 5, 3), (255, 255, 255)),  # transparent -> white
+        (encode(Image.new("RGBA", (5, 4), (0, 0, 255, 255)), "PNG"), (4, 5, 3), (0, 0, 255)),  # opaque RGBA
+        (palette_with_transparency(), (8, 8, 3), (255, 255, 255)),  # palette index 0 transparent
+        (encode(Image.new("L", (6, 3), 77), "PNG"), (3, 6, 3), (77, 77, 77)),  # grayscale
+        (sixteen_bit_png(), (10, 12, 3), (3, 3, 3)),  # 16-bit: 1000/65535*255 = 3, not clipped to white
+        (animated_gif(), (10, 10, 3), (255, 0, 0)),  # animated GIF: first frame
+        (encode(Image.new("RGB", (1, 1), (1, 2, 3)), "PNG"), (1, 1, 3), (1, 2, 3)),  # 1x1
+        (encode(Image.new("RGB", (10000, 200), (9, 9, 9)), "PNG"), (200, 10000, 3), (9, 9, 9)),  # panorama
+        (encode(gradient(), "WEBP"), (30, 40, 3), None),  # WebP
+        (encode(gradient(), "BMP"), (30, 40, 3), None),  # BMP
+        (encode(gradient(), "TIFF"), (30, 40, 3), None),  # TIFF
+    ],
+)
+def test_decodes_to_rgb(data, shape, pixel):
+    arr = decode_image(data)
+    assert arr.shape == shape and arr.dtype == np.uint8
+    if pixel is not None:
+        assert tuple(arr[0, 0]) == pixel
+
+
+def test_sixteen_bit_keeps_its_contrast():
+    arr = decode_image(sixteen_bit_png())
+    assert tuple(arr[0, 0]) == (3, 3, 3) and tuple(arr[0, -1]) == (155, 155, 155)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_gives_the_displayed_frame(orientation):
+    img = Image.new("RGB", (40, 20), (0, 0, 0))
+    img.paste((255, 255, 255), (0, 0, 10, 10))  # a white square in the stored top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    arr = decode_image(encode(img, "PNG", exif=exif))
+    expected = np.asarray(
+        {
+            1: img,
+            2: img.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+            3: img.transpose(Image.Transpose.ROTATE_180),
+            4: img.transpose(Image.Transpose.FLIP_TOP_BOTTOM),
+            5: img.transpose(Image.Transpose.TRANSPOSE),
+            6: img.transpose(Image.Transpose.ROTATE_270),
+            7: img.transpose(Image.Transpose.TRANSVERSE),
+            8: img.transpose(Image.Transpose.ROTATE_90),
+        }[orientation]
+    )
+    assert arr.shape == expected.shape
+    np.testing.assert_array_equal(arr, expected)
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"", InvalidImageError),  # zero bytes
+        (b"hello, I am a text file named photo.jpg\n", InvalidImageError),  # text
+        (np.random.default_rng(0).bytes(5000), InvalidImageError),  # random bytes
+        (encode(gradient(400, 300), "JPEG")[:2000], InvalidImageError),  # JPEG cut short
+        (png_header_claiming(100_000, 100_000), ImageTooLargeError),  # header bomb, never allocated
+        (encode(Image.new("RGB", (16, 16)), "ICO"), UnsupportedImageFormatError),  # ICO
+        (encode(Image.new("RGB", (16, 16)), "PDF"), UnsupportedImageFormatError),  # PDF
+        (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', UnsupportedImageFormatError),  # SVG
+        (b"<svg xmlns='http://www.w3.org/2000/svg' width='10' height='10'></svg>", UnsupportedImageFormatError),  # SVG
+        (fits(), UnsupportedImageFormatError),  # FITS
+    ],
+)
+def test_bad_bytes_get_the_right_error(data, error):
+    with pytest.raises(error) as info:
+        decode_image(data)
+    assert info.value.param == "image"
+    assert info.value.status in (413, 415, 422)
+
+
+def test_psd_is_unsupported():
+    # The smallest valid PSD header: signature, version 1, 3 channels, 1x1, 8 bits, RGB, empty sections.
+    header = b"8BPS" + (1).to_bytes(2, "big") + b"\0" * 6 + (3).to_bytes(2, "big")
+    header += (1).to_bytes(4, "big") * 2 + (8).to_bytes(2, "big") + (3).to_bytes(2, "big")
+    psd = header + b"\0" * 4 * 3 + (0).to_bytes(2, "big") + b"\0\0\0"
+    with pytest.raises(UnsupportedImageFormatError, match="PSD"):
+        decode_image(psd)
+
+
+def test_pixel_limit_is_configurable():
+    data = encode(Image.new("RGB", (100, 100)), "PNG")
+    assert decode_image(data, max_pixels=10_000).shape == (100, 100, 3)
+    with pytest.raises(ImageTooLargeError, match="10,001"):
+        decode_image(encode(Image.new("RGB", (10001, 1)), "PNG"), max_pixels=10_000)
+
+
+@pytest.mark.parametrize(
+    ("array", "pixel"),
+    [
+        (np.full((2, 3), 7, np.uint8), (7, 7, 7)),  # gray uint8
+        (np.full((2, 3, 1), 7, np.uint8), (7, 7, 7)),  # gray with a channel axis
+        (np.full((2, 3), 65535, np.uint16), (255, 255, 255)),  # 16-bit scaled, not clipped
+        (np.full((2, 3, 3), 0.5, np.float32), (128, 128, 128)),  # float in [0, 1]
+        (np.ones((2, 3), bool), (255, 255, 255)),  # boolean
+        (np.dstack([np.zeros((2, 3, 3), np.uint8), np.zeros((2, 3), np.uint8)]), (255, 255, 255)),  # RGBA, clear
+    ],
+)
+def test_arrays_normalise(array, pixel):
+    out = to_rgb_array(array)
+    assert out.shape == (2, 3, 3) and out.dtype == np.uint8 and tuple(out[0, 0]) == pixel
+
+
+def test_bad_arrays_and_types_are_refused():
+    with pytest.raises(ValueError, match="array"):
+        to_rgb_array(np.zeros((2, 3, 5), np.uint8))
+    with pytest.raises(TypeError):
+        to_rgb_array("photo.jpg")
