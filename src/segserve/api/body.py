@@ -1,0 +1,142 @@
+"""Request body -> fields: the three body forms of the contract, with every size limit enforced
+while the bytes arrive (nothing larger than the limit is ever buffered).
+
+- multipart/form-data: Starlette's parser with `max_fields`, `max_files` and `max_part_size`
+  (text fields); file parts spool to disk past 1 MiB and are measured against `max_image_bytes`.
+- application/x-www-form-urlencoded: Starlette's parser, same field limits.
+- application/json: the body, read up to `max_json_bytes`, must be one object.
+
+The whole body is capped too: a declared `Content-Length` over the cap is refused before reading,
+and a body that streams past it is cut off at the cap.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import Message, Receive
+
+from segserve.errors import ImageTooLargeError, InvalidParameterError
+from segserve.settings import Settings
+
+# Room for the text fields and multipart framing on top of the image itself.
+_FORM_OVERHEAD = 64 * 1024
+
+# Fields the API reads; any other field is ignored, but these may appear once only.
+KNOWN_FIELDS = (
+    "model",
+    "image",
+    "prompt",
+    "threshold",
+    "mask_threshold",
+    "max_segments",
+    "mask_format",
+    "everything_mode",
+)
+
+
+@dataclass
+class ParsedBody:
+    fields: dict[str, Any] = field(default_factory=dict)  # text (form) or JSON values
+    upload: bytes | None = None  # the image file part's bytes, if one was sent
+
+
+def _too_large(limit: int, what: str) -> ImageTooLargeError:
+    return ImageTooLargeError(
+        f"The {what} is larger than the limit of {limit:,} bytes. Send a smaller (re-compressed or downscaled) image.",
+        param="image",
+    )
+
+
+def _capped(receive: Receive, limit: int, what: str) -> Receive:
+    """Wrap ASGI `receive` so the body stops being read once it passes `limit` bytes."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _too_large(limit, what)
+        return message
+
+    return wrapped
+
+
+def _check_declared_length(request: Request, limit: int, what: str) -> None:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit, what)
+
+
+async def parse_body(request: Request, settings: Settings) -> ParsedBody:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return await _parse_form(request, settings)
+    if content_type == "application/json" or content_type.endswith("+json"):
+        return await _parse_json(request, settings)
+    raise InvalidParameterError(
+        f"Unsupported Content-Type {content_type or '(none)'!r}. Send multipart/form-data (file upload), "
+        "application/x-www-form-urlencoded or application/json.",
+        param=None,
+    )
+
+
+async def _parse_form(request: Request, settings: Settings) -> ParsedBody:
+    limit = settings.max_image_bytes + settings.max_field_bytes + _FORM_OVERHEAD
+    _check_declared_length(request, limit, "request body")
+    capped = Request(request.scope, _capped(request.receive, limit, "request body"))
+    try:
+        form = await capped.form(
+            max_files=1, max_fields=settings.max_form_fields, max_part_size=settings.max_field_bytes
+        )
+    except HTTPException as exc:  # Starlette's MultiPartException: too many fields/files, field too big
+        raise InvalidParameterError(
+            f"The form could not be accepted: {exc.detail} Limits: {settings.max_form_fields} fields, "
+            f"{settings.max_field_bytes:,} bytes per text field, one file (the image).",
+        ) from None
+    try:
+        body = ParsedBody()
+        for name in KNOWN_FIELDS:
+            values = form.getlist(name)
+            if len(values) > 1:
+                hint = " Send either a file part or a URL, not both." if name == "image" else ""
+                raise InvalidParameterError(f"The field `{name}` was sent {len(values)} times.{hint}", param=name)
+            if not values:
+                continue
+            value = values[0]
+            if isinstance(value, UploadFile):
+                if name != "image":
+                    raise InvalidParameterError(f"`{name}` must be a text field, not a file.", param=name)
+                if value.size is not None and value.size > settings.max_image_bytes:
+                    raise _too_large(settings.max_image_bytes, "image")
+                body.upload = await value.read()
+                if len(body.upload) > settings.max_image_bytes:
+                    raise _too_large(settings.max_image_bytes, "image")
+            else:
+                body.fields[name] = value
+        return body
+    finally:
+        await form.close()
+
+
+async def _parse_json(request: Request, settings: Settings) -> ParsedBody:
+    limit = settings.max_json_bytes
+    _check_declared_length(request, limit, "JSON body")
+    capped = Request(request.scope, _capped(request.receive, limit, "JSON body"))
+    raw = await capped.body()
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidParameterError(f"The body is not valid JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise InvalidParameterError(
+            'The JSON body must be an object such as {"model": "sam3", "image": "https://...", "prompt": "dog"}.'
+        )
+    return ParsedBody(fields={k: v for k, v in data.items() if k in KNOWN_FIELDS})

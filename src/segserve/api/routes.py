@@ -1,0 +1,217 @@
+"""The endpoints. `POST /v1/images/segmentation` runs: auth -> readiness -> body (stream-capped) ->
+field checks (missing, model, prompt, extensions) -> image bytes (upload | URL | data URI) ->
+decode (thread pool) -> inference queue (worker thread) -> the wire JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from segserve.api import metrics as metrics_mod
+from segserve.api.auth import require_api_key
+from segserve.api.body import parse_body
+from segserve.api.schemas import (
+    ERROR_RESPONSES,
+    ModelList,
+    SegmentationOptionsIn,
+    SegmentationResponse,
+    request_body_openapi,
+)
+from segserve.api.worker import ClientDisconnected
+from segserve.errors import (
+    InvalidParameterError,
+    MissingFieldError,
+    ModelNotReadyError,
+    SegserveError,
+    UnknownModelError,
+)
+from segserve.images import decode_image
+from segserve.prompts import parse_prompt
+from segserve.settings import Settings
+from segserve.types import SegmentOptions
+
+log = logging.getLogger("segserve.api")
+router = APIRouter()
+
+# Status for a request whose client left while it waited (nginx's convention); never seen by a client.
+CLIENT_CLOSED = 499
+
+
+def _state(request: Request):
+    return request.app.state.segserve
+
+
+# --- the segmentation endpoint -----------------------------------------------------------------
+@router.post(
+    "/v1/images/segmentation",
+    summary="Segment the objects named in `prompt` (or every object) in an image",
+    dependencies=[Depends(require_api_key)],
+    responses={200: {"model": SegmentationResponse}, **ERROR_RESPONSES},
+    openapi_extra=request_body_openapi(),
+    tags=["segmentation"],
+)
+async def segment_image(request: Request) -> Response:
+    state = _state(request)
+    settings: Settings = state.settings
+    if not state.ready:
+        raise _not_ready(state)
+
+    body = await _parse(request, settings)
+    fields = body.fields
+    image_ref = _check_fields(fields, has_upload=body.upload is not None, settings=settings)
+    concepts = parse_prompt(
+        fields.get("prompt") or "", max_concepts=settings.max_concepts, max_concept_chars=settings.max_concept_chars
+    )
+    opts = _options(fields)
+    options = SegmentOptions(
+        threshold=settings.threshold if opts.threshold is None else opts.threshold,
+        mask_threshold=settings.mask_threshold if opts.mask_threshold is None else opts.mask_threshold,
+        max_segments=settings.max_segments if opts.max_segments is None else opts.max_segments,
+    )
+    mask_format = opts.mask_format or "rle"
+
+    data = body.upload if body.upload is not None else await _fetch(image_ref or "", settings)
+    # Decoding (and `load()`, so truncated files fail here) happens before the image takes a queue slot.
+    rgb = await run_in_threadpool(decode_image, data, max_pixels=settings.max_image_pixels)
+    del data
+
+    extra: dict[str, Any] = {}
+    if opts.everything_mode is not None and state.accepts_everything_mode:
+        extra["everything_mode"] = opts.everything_mode
+    segmenter = state.segmenter
+    metrics: metrics_mod.Metrics = state.metrics
+
+    def job() -> bytes:
+        started = time.perf_counter()
+        result = segmenter.segment(rgb, concepts, options, **extra)
+        metrics.inference.observe(time.perf_counter() - started)
+        return json.dumps(result.to_dict(mask_format), separators=(",", ":")).encode()
+
+    try:
+        payload = await state.worker.run(job, timeout=settings.request_timeout, is_disconnected=request.is_disconnected)
+    except ClientDisconnected:
+        request.scope.setdefault("state", {})["error_code"] = "client_closed"
+        log.info("client went away while queued; its inference was dropped")
+        return Response(status_code=CLIENT_CLOSED)
+    return Response(payload, media_type="application/json")
+
+
+async def _parse(request: Request, settings: Settings):
+    return await parse_body(request, settings)
+
+
+def _check_fields(fields: dict[str, Any], *, has_upload: bool, settings: Settings) -> str | None:
+    """missing_field / unknown_model / wrong types of the base fields. Returns the image URL, if any."""
+    model = fields.get("model")
+    if model is None or (isinstance(model, str) and not model.strip()):
+        raise MissingFieldError(f'The field `model` is required; use "{settings.model_name}".', param="model")
+    image = fields.get("image")
+    if not has_upload and (image is None or (isinstance(image, str) and not image.strip())):
+        raise MissingFieldError(
+            "The field `image` is required: upload the file as a multipart part named `image`, or send an "
+            "http(s) URL or a data URI.",
+            param="image",
+        )
+    if not isinstance(model, str):
+        raise InvalidParameterError("`model` must be a string.", param="model")
+    if model.strip().casefold() != settings.model_name.casefold():
+        raise UnknownModelError(
+            f"The model {model!r} is not served here. Available: {settings.model_name!r}.", param="model"
+        )
+    if has_upload:
+        return None
+    if not isinstance(image, str):
+        raise InvalidParameterError("`image` must be a string: an http(s) URL or a data URI.", param="image")
+    if "prompt" in fields and fields["prompt"] is not None and not isinstance(fields["prompt"], str):
+        raise InvalidParameterError("`prompt` must be a string of concepts separated by commas.", param="prompt")
+    return image.strip()
+
+
+def _options(fields: dict[str, Any]) -> SegmentationOptionsIn:
+    # Form fields arrive as strings; an empty one (an HTML form's blank input) means "not given".
+    raw = {k: v for k, v in fields.items() if k not in ("model", "image", "prompt") and v != ""}
+    try:
+        return SegmentationOptionsIn.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        raise InvalidParameterError(f"Invalid `{param}` ({first['input']!r}): {first['msg']}.", param=param) from None
+
+
+async def _fetch(ref: str, settings: Settings) -> bytes:
+    from segserve import url  # the SSRF-safe fetcher
+
+    if ref[:5].lower() == "data:":
+        return url.decode_data_uri(ref, settings.max_image_bytes)
+    return await url.fetch_image_url(ref, settings)
+
+
+def _not_ready(state) -> SegserveError:
+    if state.load_error:
+        return ModelNotReadyError(f"The model failed to load; the operator must fix the server. ({state.load_error})")
+    return ModelNotReadyError(
+        "The model is still loading. Retry shortly; GET /readyz answers 200 once it is ready.",
+        headers={"Retry-After": str(state.settings.retry_after)},
+    )
+
+
+# --- models --------------------------------------------------------------------------------------
+@router.get(
+    "/v1/models",
+    summary="The models this server serves",
+    dependencies=[Depends(require_api_key)],
+    response_model=ModelList,
+    responses={401: ERROR_RESPONSES[401]},
+    tags=["segmentation"],
+)
+async def list_models(request: Request) -> dict[str, Any]:
+    state = _state(request)
+    return {
+        "object": "list",
+        "data": [
+            {"id": state.settings.model_name, "object": "model", "created": state.started_at, "owned_by": "segserve"}
+        ],
+    }
+
+
+# --- operations ----------------------------------------------------------------------------------
+@router.get("/healthz", summary="200 while the process is alive", tags=["operations"])
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="200 once the model is loaded and warmed up, 503 before",
+    responses={503: ERROR_RESPONSES[503]},
+    tags=["operations"],
+)
+async def readyz(request: Request) -> Response:
+    state = _state(request)
+    if not state.ready:
+        err = _not_ready(state)
+        return JSONResponse(err.to_body(), status_code=err.status, headers=err.headers)
+    return JSONResponse({"status": "ready", "model": state.settings.model_name})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse, tags=["operations"])
+async def metrics(request: Request) -> Response:
+    return Response(_state(request).metrics.render(), media_type=metrics_mod.CONTENT_TYPE)
+
+
+@router.get("/", summary="The playground page", response_class=FileResponse, tags=["playground"])
+async def playground() -> Response:
+    from segserve.api.app import WEB_DIR
+
+    index = WEB_DIR / "index.html"
+    if not index.is_file():
+        return PlainTextResponse("The playground is not installed; the API is at /v1 and documented at /docs.")
+    return FileResponse(index, media_type="text/html")

@@ -1,0 +1,136 @@
+"""Pydantic models of the wire format: they validate the extension fields and describe the API in
+OpenAPI (`/docs`). The response itself is built by `SegmentationResult.to_dict`, the single source
+of the JSON; these models only document it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A request may ask for at most this many segments (the Settings default is 100).
+MAX_SEGMENTS_LIMIT = 10_000
+
+
+class SegmentationOptionsIn(BaseModel):
+    """The optional extension fields. Unknown fields are ignored (clients send extras, e.g. `user`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    threshold: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False, description="minimum confidence kept")
+    mask_threshold: float | None = Field(
+        None, ge=0.0, le=1.0, allow_inf_nan=False, description="mask probability cut-off"
+    )
+    max_segments: int | None = Field(
+        None, ge=1, le=MAX_SEGMENTS_LIMIT, description="cap, applied after sorting by confidence"
+    )
+    mask_format: Literal["rle", "polygon", "none"] | None = Field(
+        None, description="`rle` (default), `polygon`, or `none` (boxes only)"
+    )
+    everything_mode: Literal["grid", "vocabulary"] | None = Field(
+        None, description="with an empty prompt: how to find every object (server default if omitted)"
+    )
+
+
+class SegmentationRequest(SegmentationOptionsIn):
+    """`application/json` body. Form bodies carry the same fields, with `image` a file part or a URL."""
+
+    model: str = Field(..., description='model id, `"sam3"`', examples=["sam3"])
+    image: str = Field(
+        ...,
+        description="an `http(s)://` URL or a `data:image/...;base64,...` URI (file uploads: use multipart)",
+        examples=["https://example.com/photo.jpg"],
+    )
+    prompt: str = Field(
+        "", description="concepts separated by commas; empty: segment every object", examples=["person, dog"]
+    )
+
+
+class MaskOut(BaseModel):
+    encoding: Literal["rle", "polygon"]
+    size: list[int] = Field(..., description="[height, width] of the (EXIF-rotated) input image")
+    counts: str | None = Field(None, description="base64 of the COCO compressed RLE (column-major)")
+    polygons: list[list[int]] | None = Field(None, description="with mask_format=polygon: [[x,y,x,y,...], ...]")
+
+
+class SegmentOut(BaseModel):
+    id: int = Field(..., description="1..N in confidence order")
+    label: str = Field(..., description='the prompt concept that produced it; "object" when segmenting everything')
+    confidence: float
+    bbox: list[int] = Field(..., description="[x1, y1, x2, y2], x2/y2 exclusive")
+    mask: MaskOut | None = Field(None, description="absent with mask_format=none")
+
+
+class SegmentationResponse(BaseModel):
+    num_segments: int
+    segments: list[SegmentOut]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str
+    param: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "segserve"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+def request_body_openapi() -> dict[str, Any]:
+    """`openapi_extra` for the segmentation route: the three body forms of the contract.
+
+    The route parses the body itself (it must stream-cap uploads), so FastAPI cannot infer this.
+    """
+    json_schema = SegmentationRequest.model_json_schema()
+    form_schema = {
+        **json_schema,
+        "properties": {
+            **json_schema["properties"],
+            "image": {
+                "description": "the image file, or an http(s) URL / data URI as a text field",
+                "anyOf": [{"type": "string", "format": "binary"}, {"type": "string"}],
+            },
+        },
+    }
+    form_schema.pop("title", None)
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": form_schema},
+                "application/x-www-form-urlencoded": {"schema": form_schema},
+                "application/json": {"schema": json_schema},
+            },
+        }
+    }
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": desc}
+    for status, desc in {
+        400: "missing_field, unknown_model, invalid_prompt, invalid_parameter, invalid_image_url, "
+        "image_url_forbidden, image_url_unreachable",
+        401: "invalid_api_key",
+        413: "image_too_large",
+        415: "unsupported_image_format",
+        422: "invalid_image",
+        429: "server_busy (see Retry-After)",
+        500: "internal_error (with the request id)",
+        503: "model_not_ready",
+        504: "timeout",
+    }.items()
+}
