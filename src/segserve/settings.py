@@ -12,6 +12,20 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The 80 COCO object categories: vocabulary-mode's default list of concepts.
+COCO_CATEGORIES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)  # fmt: skip
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEGSERVE_", env_file=".env", extra="ignore")
@@ -30,6 +44,13 @@ class Settings(BaseSettings):
     max_concept_chars: int = Field(200, ge=1)  # characters per concept
     concept_batch: int = Field(16, ge=1)  # concepts per detector pass (bounds memory)
     everything_mode: Literal["grid", "vocabulary"] = "grid"  # what an empty prompt runs
+    grid_points: int = Field(32, ge=1, le=128)  # grid mode: prompt points per side (32 -> 1024 points)
+    grid_batch: int = Field(64, ge=1)  # grid mode: points decoded per tracker pass (bounds memory)
+    pred_iou_thresh: float = Field(0.88, ge=0.0, le=1.0)  # grid mode: keep masks whose predicted IoU reaches this
+    stability_thresh: float = Field(0.95, ge=0.0, le=1.0)  # grid mode: keep masks stable when the cut moves +-1 logit
+    nms_thresh: float = Field(0.7, gt=0.0, le=1.0)  # everything mode: mask IoU at which the weaker mask is a duplicate
+    min_region_area: int = Field(100, ge=0)  # grid mode: masks of fewer pixels (of the input image) are dropped
+    vocabulary: str = ", ".join(COCO_CATEGORIES)  # vocabulary mode: comma-separated concepts (default COCO's 80)
 
     # --- caches ------------------------------------------------------------------------------
     cache_mb: int = Field(0, ge=0)  # vision-feature cache in MiB; 0 = room for ~8 images
