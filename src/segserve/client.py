@@ -1,0 +1,265 @@
+"""Python SDK for a segserve server (or any server of the same API).
+
+>>> from segserve import Client
+>>> with Client("http://localhost:8000", api_key="KEY") as client:   # doctest: +SKIP
+...     result = client.segment("photo.jpg", prompt="person, dog")
+...     result.cutout(0).save("person.png")
+
+`image` may be a file path, bytes, a PIL image, a numpy array, an http(s) URL or a data URI. Files,
+bytes and pictures are uploaded (multipart); URLs and data URIs travel as JSON. The answer is a
+`SegmentationResult` with decoded masks, carrying the image whenever the client has it (everything
+but http(s) URLs) so that `cutout()` and `overlay()` work. An error answer raises the same typed
+exception the server raised (`segserve.errors`), with its status, code, message and param.
+
+Only httpx, numpy and Pillow are needed: no torch.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from segserve.errors import ERRORS_BY_CODE, InvalidRequestError, SegserveError
+from segserve.types import SegmentationResult
+
+__all__ = ["AsyncClient", "Client", "ServerUnreachableError"]
+
+ImageInput = str | PathLike | bytes | Image.Image | np.ndarray
+DEFAULT_TIMEOUT = 300.0  # the server's own request_timeout default: a queued request may wait that long
+_PATH = "/v1/images/segmentation"
+
+
+class ServerUnreachableError(SegserveError):
+    """No HTTP answer at all: connection refused, DNS failure, timeout. Raised by the SDK only."""
+
+    status = 0
+    type = "connection_error"
+    code = "server_unreachable"
+
+
+# --- the parts shared by Client and AsyncClient -----------------------------------------------
+def _is_reference(value: str) -> bool:
+    return value[:8].lower().startswith(("http://", "https://")) or value[:5].lower() == "data:"
+
+
+def _picture_to_png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, "RGB").save(buf, "PNG")  # lossless: the server sees exactly these pixels
+    return buf.getvalue()
+
+
+def _local_image(data: bytes) -> np.ndarray | None:
+    """The RGB array the server will see (same decoder, same EXIF rotation); None if it can't be read."""
+    from segserve.images import decode_image
+
+    try:
+        return decode_image(data, max_pixels=1 << 62)
+    except SegserveError:
+        return None  # the server will answer with the precise error
+
+
+def _build(
+    model: str, image: ImageInput, prompt: str, options: dict[str, Any]
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """-> (keyword arguments for httpx's `request`, the image as the server will see it or None)."""
+    fields = {"model": model, "prompt": prompt or ""}
+    fields.update({k: v for k, v in options.items() if v is not None})
+    if isinstance(image, str) and _is_reference(image):
+        picture = None
+        if image[:5].lower() == "data:":
+            _, _, payload = image.partition(",")
+            try:
+                picture = _local_image(base64.b64decode(payload))
+            except ValueError:
+                picture = None
+        return {"json": {**fields, "image": image}}, picture
+    if isinstance(image, (str, PathLike)):
+        path = Path(image)
+        data = path.read_bytes()
+        return _multipart(fields, path.name, data), _local_image(data)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+        return _multipart(fields, "image", data), _local_image(data)
+    if isinstance(image, (Image.Image, np.ndarray)):
+        from segserve.images import to_rgb_array
+
+        arr = to_rgb_array(image)
+        return _multipart(fields, "image.png", _picture_to_png(arr)), arr
+    raise TypeError(
+        f"image must be a path, bytes, a PIL image, a numpy array or an http(s)/data URL, got {type(image).__name__}"
+    )
+
+
+def _multipart(fields: dict[str, Any], filename: str, data: bytes) -> dict[str, Any]:
+    return {
+        "data": {k: str(v) for k, v in fields.items()},
+        "files": {"image": (filename, data, "application/octet-stream")},
+    }
+
+
+def _error_from(response: httpx.Response) -> SegserveError:
+    """An error answer -> the typed exception of `segserve.errors` (status, code, message, param)."""
+    try:
+        err = response.json()["error"]
+        code, message, param = str(err.get("code", "")), str(err.get("message", "")), err.get("param")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        code, message, param = "", response.text[:500] or response.reason_phrase, None
+    cls = ERRORS_BY_CODE.get(code)
+    if cls is None:
+        cls = InvalidRequestError if 400 <= response.status_code < 500 else SegserveError
+    exc = cls(message or f"HTTP {response.status_code}", param=param, headers=dict(response.headers))
+    # Unknown codes (a proxy's 502, a newer server) still carry what the server said.
+    if exc.status != response.status_code:
+        exc.status = response.status_code  # type: ignore[misc]
+    if code and exc.code != code:
+        exc.code = code  # type: ignore[misc]
+    return exc
+
+
+def _result(response: httpx.Response, picture: np.ndarray | None) -> SegmentationResult:
+    if response.status_code != 200:
+        raise _error_from(response)
+    data = response.json()
+    if picture is not None:
+        sizes = {tuple(s["mask"]["size"]) for s in data.get("segments", []) if s.get("mask")}
+        if sizes and sizes != {picture.shape[:2]}:
+            picture = None  # the server decoded differently (should not happen): keep the masks, drop the picture
+    return SegmentationResult.from_dict(data, image=picture)
+
+
+def _options(
+    threshold: float | None,
+    mask_threshold: float | None,
+    max_segments: int | None,
+    mask_format: str | None,
+    everything_mode: str | None,
+) -> dict[str, Any]:
+    return {
+        "threshold": threshold,
+        "mask_threshold": mask_threshold,
+        "max_segments": max_segments,
+        "mask_format": mask_format,
+        "everything_mode": everything_mode,
+    }
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+# --- the clients ------------------------------------------------------------------------------
+class Client:
+    """Synchronous client. `transport=` lets tests call an app in-process (no sockets)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        model: str = "sam3",
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self.model = model
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=_headers(api_key), timeout=timeout, transport=transport
+        )
+
+    def segment(
+        self,
+        image: ImageInput,
+        prompt: str = "",
+        *,
+        threshold: float | None = None,
+        mask_threshold: float | None = None,
+        max_segments: int | None = None,
+        mask_format: str | None = None,
+        everything_mode: str | None = None,
+    ) -> SegmentationResult:
+        """Segment `image`; options left as None take the server's defaults."""
+        opts = _options(threshold, mask_threshold, max_segments, mask_format, everything_mode)
+        kwargs, picture = _build(self.model, image, prompt, opts)
+        return _result(self._send("POST", _PATH, **kwargs), picture)
+
+    def models(self) -> list[dict[str, Any]]:
+        """The models the server serves (`GET /v1/models` -> its `data` list)."""
+        response = self._send("GET", "/v1/models")
+        if response.status_code != 200:
+            raise _error_from(response)
+        return list(response.json()["data"])
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(f"Could not reach {self._http.base_url}: {exc}") from exc
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """The same API for asyncio code: `async with AsyncClient(...) as c: await c.segment(...)`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        model: str = "sam3",
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self.model = model
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=_headers(api_key), timeout=timeout, transport=transport
+        )
+
+    async def segment(
+        self,
+        image: ImageInput,
+        prompt: str = "",
+        *,
+        threshold: float | None = None,
+        mask_threshold: float | None = None,
+        max_segments: int | None = None,
+        mask_format: str | None = None,
+        everything_mode: str | None = None,
+    ) -> SegmentationResult:
+        opts = _options(threshold, mask_threshold, max_segments, mask_format, everything_mode)
+        kwargs, picture = _build(self.model, image, prompt, opts)
+        return _result(await self._send("POST", _PATH, **kwargs), picture)
+
+    async def models(self) -> list[dict[str, Any]]:
+        response = await self._send("GET", "/v1/models")
+        if response.status_code != 200:
+            raise _error_from(response)
+        return list(response.json()["data"])
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(f"Could not reach {self._http.base_url}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
