@@ -77,6 +77,8 @@ def test_vision_encoder_runs_once_for_three_concepts(tiny_segmenter, rgb_image, 
         return original(*args, **kwargs)
 
     monkeypatch.setattr(backbone, "forward", counting_forward)
+    # The session's segmenter may have this image cached from an earlier test: start cold.
+    tiny_segmenter.vision_cache.clear()
     detector_before = tiny_segmenter.stats["detector_passes"]
     tiny_segmenter.segment(rgb_image, ["cat", "dog", "bird"], SegmentOptions(threshold=THRESHOLD))
     assert len(calls) == 1

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from segserve.engine.cache import LRUCache, image_key
+from segserve.engine.everything import EverythingConfig, EverythingEngine
 from segserve.errors import ModelLoadError
 from segserve.images import to_rgb_array
 from segserve.masks import masks_to_boxes
@@ -36,6 +38,8 @@ DEFAULT_MODEL = "facebook/sam3"
 # Kept detections are upsampled to full resolution this many at a time, so a 4K image with 100
 # detections never holds 100 float masks at once.
 UPSAMPLE_CHUNK = 16
+# `cache_bytes=0` sizes the vision-feature cache for this many images of the loaded model.
+DEFAULT_CACHE_IMAGES = 8
 
 _DTYPES = {
     "float32": torch.float32,
@@ -83,8 +87,12 @@ class VisionFeatures:
     fpn_position_encoding: tuple[torch.Tensor, ...]
     backbone: torch.Tensor
 
-    def nbytes(self) -> int:
-        tensors = [*self.fpn_hidden_states, *self.fpn_position_encoding, self.backbone]
+    def nbytes(self, include_position: bool = True) -> int:
+        """Bytes held. `include_position=False` leaves out the position encodings, which the
+        engine shares between all images of one size (they depend on nothing else)."""
+        tensors = [*self.fpn_hidden_states, self.backbone]
+        if include_position:
+            tensors += self.fpn_position_encoding
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def expand(self, n: int):
@@ -110,9 +118,18 @@ class Sam3Segmenter:
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
         concept_batch: int = 16,
+        cache: bool = True,
+        cache_bytes: int = 0,
+        text_cache_size: int = 256,
+        everything: EverythingConfig | None = None,
     ):
         if concept_batch < 1:
             raise ValueError(f"concept_batch must be >= 1, got {concept_batch}")
+        if cache_bytes < 0 or text_cache_size < 0:
+            raise ValueError(
+                f"cache_bytes and text_cache_size must be >= 0 (0 bytes = room for {DEFAULT_CACHE_IMAGES} "
+                f"images), got {cache_bytes} and {text_cache_size}; pass cache=False to disable caching"
+            )
         self.model = model
         self.processor = processor
         self.model_id = model_id
@@ -121,8 +138,29 @@ class Sam3Segmenter:
         self.concept_batch = concept_batch
         self.image_size = int(processor.image_processor.size["height"])
         # Counts of expensive passes, for tests and metrics: they prove the ViT runs once per image.
-        self.stats = {"vision_passes": 0, "detector_passes": 0}
+        # The cache counters sit here too, so they reach the Prometheus endpoint with the rest.
+        self.stats = {
+            "vision_passes": 0,
+            "detector_passes": 0,
+            "text_passes": 0,
+            "vision_cache_hits": 0,
+            "vision_cache_misses": 0,
+        }
         self._lock = threading.Lock()
+        # Vision features by image content (see cache.py): a re-prompt on the same image runs no ViT.
+        # Budgeted without position encodings, which are stored once per size in `_position_encodings`.
+        vision_budget = cache_bytes or DEFAULT_CACHE_IMAGES * _features_nbytes(model, self.dtype)
+        self.vision_cache: LRUCache[VisionFeatures] = LRUCache(
+            vision_budget if cache else 0, lambda f: f.nbytes(include_position=False)
+        )
+        # Text features by concept string, counted in concepts (a few hundred KiB each at most).
+        self.text_cache: LRUCache[tuple[torch.Tensor, torch.Tensor]] = LRUCache(
+            text_cache_size if cache else 0, lambda _: 1
+        )
+        self._position_encodings: dict[tuple, tuple[torch.Tensor, ...]] = {}
+        # Segment-everything (an empty prompt). Its tracker loads on first use: no memory until then.
+        # `everything=None` reads the SEGSERVE_* settings when first needed.
+        self.everything = EverythingEngine(self, everything)
 
     # --- loading ---------------------------------------------------------------------------
     @classmethod
@@ -158,12 +196,18 @@ class Sam3Segmenter:
         image: Image.Image | np.ndarray,
         concepts: list[str],
         options: SegmentOptions | None = None,
+        everything_mode: str | None = None,
     ) -> SegmentationResult:
-        """Every instance of every concept in `image`, sorted by confidence."""
+        """Every instance of every concept in `image`, sorted by confidence.
+
+        No concepts: segment everything, by `everything_mode` ("grid" or "vocabulary"; default the
+        configured one, see `segserve.engine.everything`).
+        """
         options = options or SegmentOptions()
         rgb = to_rgb_array(image)
         if not concepts:
-            raise NotImplementedError("segment-everything needs a concept list in this engine")
+            with self._lock, torch.inference_mode():
+                return self.everything.segment(rgb, options, mode=everything_mode)
         with self._lock, torch.inference_mode():
             features = self.encode_image(rgb)
             return self.segment_features(features, rgb, concepts, options)
@@ -174,20 +218,65 @@ class Sam3Segmenter:
         return pixel_values.to(self.device, self.dtype)
 
     def encode_image(self, rgb: np.ndarray) -> VisionFeatures:
-        """The ViT + detector neck: the expensive part, once per image."""
+        """The ViT + detector neck: the expensive part, once per image content (cached).
+
+        The returned tensors may be shared with the cache and later requests: treat them as
+        read-only.
+        """
+        key = image_key(rgb, self.model_id, self.image_size, str(self.dtype))
+        cached = self.vision_cache.get(key)
+        if cached is not None:
+            self.stats["vision_cache_hits"] += 1
+            return cached
+        self.stats["vision_cache_misses"] += 1
         out = self.model.get_vision_features(pixel_values=self.preprocess(rgb))
         self.stats["vision_passes"] += 1
         # Sam3Model.forward drops the last (0.5x) level itself, so all levels are passed through.
-        return VisionFeatures(
+        position = tuple(out.fpn_position_encoding)
+        # The sine position encodings depend only on the feature sizes: keep one copy per size so
+        # eight cached images don't hold eight identical ~110 MB copies.
+        position = self._position_encodings.setdefault(tuple(t.shape for t in position), position)
+        features = VisionFeatures(
             fpn_hidden_states=tuple(out.fpn_hidden_states),
-            fpn_position_encoding=tuple(out.fpn_position_encoding),
+            fpn_position_encoding=position,
             backbone=out.last_hidden_state,
         )
+        self.vision_cache.put(key, features)
+        return features
 
     def encode_text(self, concepts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Concepts -> (input_ids, attention_mask) of shape (N, 32), truncated at the encoder's limit."""
-        tokens = tokenize_concepts(self.processor.tokenizer, concepts, MAX_TEXT_TOKENS)
-        return tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
+        """Concepts -> (text features (N, 32, D), attention mask (N, 32)), each concept cached.
+
+        Tokens are padded to and truncated at the encoder's 32; the features are what
+        `Sam3Model.get_text_features(...).pooler_output` gives, the same tensor `Sam3Model.forward`
+        computes from `input_ids`. Concepts not in the cache are encoded together in one pass.
+        """
+        found = {c: self.text_cache.get(c) for c in dict.fromkeys(concepts)}
+        missing = [c for c, v in found.items() if v is None]
+        if missing:
+            tokens = tokenize_concepts(self.processor.tokenizer, missing, MAX_TEXT_TOKENS)
+            input_ids = tokens["input_ids"].to(self.device)
+            attention_mask = tokens["attention_mask"].to(self.device)
+            feats = self.model.get_text_features(
+                input_ids=input_ids, attention_mask=attention_mask, return_dict=True
+            ).pooler_output
+            self.stats["text_passes"] += 1
+            for i, concept in enumerate(missing):
+                # clone: a row view would keep the whole batch's storage alive in the cache.
+                found[concept] = (feats[i].clone(), attention_mask[i].clone())
+                self.text_cache.put(concept, found[concept])
+        return (
+            torch.stack([found[c][0] for c in concepts]),
+            torch.stack([found[c][1] for c in concepts]),
+        )
+
+    def cache_stats(self) -> dict[str, dict[str, int]]:
+        """Vision and text cache counters for metrics: hits, misses, evictions, entries, and
+        `bytes` (vision: features held, position encodings included) / `capacity`."""
+        vision = self.vision_cache.stats()
+        shared = sum(t.numel() * t.element_size() for p in self._position_encodings.values() for t in p)
+        vision["bytes"] = vision.pop("size") + shared
+        return {"vision": vision, "text": self.text_cache.stats()}
 
     def segment_features(
         self,
@@ -198,13 +287,16 @@ class Sam3Segmenter:
     ) -> SegmentationResult:
         """Detector + mask head for all concepts on precomputed vision features, then post-processing."""
         height, width = rgb.shape[:2]
-        input_ids, attention_mask = self.encode_text(concepts)
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        text_features, attention_mask = self.encode_text(concepts)
         scores_all, masks_all = [], []
         for start in range(0, len(concepts), self.concept_batch):
             stop = min(start + self.concept_batch, len(concepts))
             out = self.model(
                 vision_embeds=features.expand(stop - start),
-                input_ids=input_ids[start:stop],
+                # Sam3Model.forward reads only `.pooler_output` of precomputed text embeddings.
+                text_embeds=BaseModelOutputWithPooling(pooler_output=text_features[start:stop]),
                 attention_mask=attention_mask[start:stop],
             )
             self.stats["detector_passes"] += 1
@@ -299,3 +391,13 @@ def _load_error_message(source: str, exc: Exception) -> str:
             f"{how[1:]} {reason}"
         )
     return f"Could not load the SAM 3 checkpoint {source}. {how} {reason}"
+
+
+def _features_nbytes(model: Any, dtype: torch.dtype) -> int:
+    """Bytes of one image's cached features (FPN levels + ViT output), from the model's config."""
+    vision = model.config.vision_config
+    vit = vision.backbone_config
+    grid = int(vit.image_size) // int(vit.patch_size)
+    fpn = sum(int(grid * s) ** 2 for s in vision.scale_factors) * int(vision.fpn_hidden_size)
+    backbone = grid * grid * int(vit.hidden_size)
+    return (fpn + backbone) * torch.empty((), dtype=dtype).element_size()
