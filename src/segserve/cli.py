@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--threshold", type=float, default=None, help="minimum confidence kept (default 0.5)")
     seg.add_argument("--mask-threshold", type=float, default=None, help="mask probability cut-off (default 0.5)")
     seg.add_argument("--max-segments", type=int, default=None, help="keep at most this many (default 100)")
+    seg.add_argument(
+        "--everything-mode",
+        choices=("grid", "vocabulary"),
+        default=None,
+        help="with no prompt: grid (SAM-style, label 'object') or vocabulary (COCO labels); "
+        "default SEGSERVE_EVERYTHING_MODE",
+    )
     seg.add_argument("--server", default=None, metavar="URL", help="use a running segserve server instead")
     seg.add_argument("--api-key", default=None, help="bearer token for --server (default: SEGSERVE_API_KEY)")
     seg.set_defaults(func=cmd_segment)
@@ -103,7 +110,7 @@ def _segment_local(args: argparse.Namespace, settings, options):
     segmenter = Sam3Segmenter.from_pretrained(
         args.model or settings.model, device=args.device or settings.device, dtype=settings.dtype
     )
-    return segmenter.segment(image, concepts, options)
+    return segmenter.segment(image, concepts, options, everything_mode=args.everything_mode)
 
 
 def _segment_remote(args: argparse.Namespace, options):
@@ -118,6 +125,7 @@ def _segment_remote(args: argparse.Namespace, options):
             threshold=options.threshold,
             mask_threshold=options.mask_threshold,
             max_segments=options.max_segments,
+            everything_mode=args.everything_mode,
         )
 
 
