@@ -89,7 +89,9 @@ async def parse_body(request: Request, settings: Settings) -> ParsedBody:
 
 
 async def _parse_form(request: Request, settings: Settings) -> ParsedBody:
-    limit = settings.max_image_bytes + settings.max_field_bytes + _FORM_OVERHEAD
+    # The image is either the file part or one text field (both at once is refused), so the body
+    # holds at most the larger of the two plus small fields and framing.
+    limit = max(settings.max_image_bytes, settings.max_field_bytes) + _FORM_OVERHEAD
     _check_declared_length(request, limit, "request body")
     capped = Request(request.scope, _capped(request.receive, limit, "request body"))
     try:
