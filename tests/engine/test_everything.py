@@ -1,0 +1,327 @@
+"""Segment-everything (an empty prompt) on the tiny random SAM 3: grid and vocabulary modes.
+
+Random weights predict IoUs near 0.5 and unstable masks, so the fixture's grid filters are open
+(thresholds 0) to leave something to check; each filter is then checked on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from segserve.cli import main
+from segserve.engine.everything import (
+    EverythingConfig,
+    greedy_nms,
+    load_tracker,
+    mask_iou,
+    point_grid,
+    rle_mask_iou,
+    stability_score,
+)
+from segserve.engine.sam3 import Sam3Segmenter
+from segserve.errors import InvalidParameterError, ModelLoadError
+from segserve.masks import masks_to_boxes, rle_decode
+from segserve.settings import COCO_CATEGORIES, Settings
+from segserve.types import SegmentOptions
+
+OPEN = SegmentOptions(threshold=0.0)
+NMS = 0.7
+
+
+@pytest.fixture(scope="module")
+def seg(tiny_model_path):
+    config = EverythingConfig(
+        grid_points=8,  # 64 points, 192 candidate masks
+        grid_batch=16,  # 4 tracker passes: batching is exercised
+        pred_iou_thresh=0.0,
+        stability_thresh=0.0,
+        nms_thresh=NMS,
+        min_region_area=0,
+        vocabulary=("cat", "dog", "car"),
+    )
+    # concept_batch=2: the 3-concept vocabulary takes 2 detector passes, so the pool merge runs.
+    return Sam3Segmenter.from_pretrained(tiny_model_path, device="cpu", everything=config, concept_batch=2)
+
+
+def with_config(seg: Sam3Segmenter, **changes) -> Sam3Segmenter:
+    """`seg` with other everything-settings, sharing its models (and its loaded tracker)."""
+    from dataclasses import replace
+
+    other = Sam3Segmenter(
+        seg.model, seg.processor, model_id=seg.model_id, concept_batch=seg.concept_batch,
+        everything=replace(seg.everything.config, **changes),
+    )  # fmt: skip
+    other.everything.tracker = seg.everything.tracker
+    return other
+
+
+def pairwise_iou(masks: np.ndarray) -> np.ndarray:
+    flat = masks.reshape(len(masks), -1).astype(np.float64)
+    inter = flat @ flat.T
+    area = flat.sum(1)
+    return inter / (area[:, None] + area[None, :] - inter)
+
+
+def max_overlap(result) -> float:
+    """The largest IoU between two different masks of `result` (0 for fewer than two)."""
+    if len(result) < 2:
+        return 0.0
+    return float(pairwise_iou(result.masks)[~np.eye(len(result), dtype=bool)].max())
+
+
+def assert_valid(result, labels: set[str]) -> None:
+    """Sorted by confidence, no duplicate masks, tight boxes, labels from `labels`, scores in [0, 1]."""
+    assert np.all(np.diff(result.scores) <= 0)
+    assert np.all((result.scores >= 0) & (result.scores <= 1))
+    assert set(result.labels) <= labels
+    assert result.masks.reshape(len(result), -1).any(axis=1).all()
+    assert (result.boxes == masks_to_boxes(result.masks)).all()
+    assert max_overlap(result) < NMS
+
+
+# --- grid mode -----------------------------------------------------------------------------------
+
+
+def test_grid_returns_sorted_masks_without_duplicates(seg, rgb_image):
+    passes = seg.stats.get("tracker_passes", 0)
+    result = seg.segment(rgb_image, [], OPEN, everything_mode="grid")
+    assert len(result) > 1
+    assert result.labels == ["object"] * len(result)
+    assert_valid(result, {"object"})
+    assert seg.stats["tracker_passes"] - passes == 4  # 64 points in batches of 16
+
+
+def test_grid_runs_the_vit_once_and_reuses_it_for_a_text_prompt(seg, rgb_image):
+    image = rgb_image[::-1].copy()  # content no other test has cached
+    before = seg.stats["vision_passes"]
+    seg.segment(image, [], OPEN, everything_mode="grid")
+    seg.segment(image, ["cat"], OPEN)
+    seg.segment(image, [], OPEN, everything_mode="vocabulary")
+    assert seg.stats["vision_passes"] - before == 1
+
+
+@pytest.mark.parametrize(
+    "changes, check",
+    [
+        ({"pred_iou_thresh": 0.5}, lambda r, _: np.all(r.scores >= 0.5)),  # confidence is the predicted IoU
+        ({"min_region_area": 4000}, lambda r, _: np.all(r.areas >= 4000)),  # small regions dropped
+        ({"nms_thresh": 0.3}, lambda r, _: max_overlap(r) < 0.3),  # stricter NMS
+        ({"stability_thresh": 1.0}, lambda r, n: len(r) <= n),  # only perfectly stable masks survive
+    ],
+)  # fmt: skip
+def test_grid_filters(seg, rgb_image, changes, check):
+    everything = seg.segment(rgb_image, [], OPEN, everything_mode="grid")
+    result = with_config(seg, **changes).segment(rgb_image, [], OPEN, everything_mode="grid")
+    assert len(result) <= len(everything)
+    assert check(result, len(everything))
+
+
+def test_grid_honours_threshold_and_max_segments(seg, rgb_image):
+    everything = seg.segment(rgb_image, [], OPEN, everything_mode="grid")
+    cut = float(np.median(everything.scores))
+    assert np.all(seg.segment(rgb_image, [], SegmentOptions(threshold=cut), everything_mode="grid").scores >= cut)
+    capped = seg.segment(rgb_image, [], SegmentOptions(threshold=0.0, max_segments=3), everything_mode="grid")
+    assert len(capped) == 3
+    assert np.allclose(capped.scores, everything.scores[:3])
+
+
+def test_grid_with_default_filters_is_a_valid_answer(seg, rgb_image):
+    # SAM's 0.88 / 0.95 filters: random weights may leave nothing, which must still be a valid answer.
+    result = with_config(seg, pred_iou_thresh=0.88, stability_thresh=0.95, min_region_area=100).segment(
+        rgb_image, [], SegmentOptions(), everything_mode="grid"
+    )
+    assert np.all(result.scores >= 0.88)
+    assert result.to_dict()["num_segments"] == len(result)
+
+
+def test_point_grid_is_cell_centres():
+    grid = point_grid(2)
+    assert grid.tolist() == [[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]]
+
+
+def test_stability_score():
+    logits = torch.tensor([[[3.0, 0.5], [-0.5, -3.0]], [[-5.0, -5.0], [-5.0, -5.0]]])
+    # cut 0, offset 1: mask 0 has 1 pixel above +1 and 3 above -1; mask 1 is empty even when loose.
+    assert stability_score(logits, 0.0, 1.0).tolist() == [pytest.approx(1 / 3), 0.0]
+
+
+def test_mask_nms_keeps_the_first_of_overlapping_masks():
+    a = np.zeros((10, 10), bool)
+    a[:5, :5] = True
+    b = a.copy()
+    b[5, 0] = True  # IoU(a, b) = 25/26
+    c = np.zeros((10, 10), bool)
+    c[6:, 6:] = True
+    masks = np.stack([a, b, c])
+    iou = rle_mask_iou(masks)
+    np.testing.assert_allclose(iou, mask_iou(torch.from_numpy(masks)), rtol=1e-6)
+    assert iou[0, 1] == pytest.approx(25 / 26) and iou[0, 2] == 0
+    assert greedy_nms(iou, 0.7) == [0, 2]
+    assert greedy_nms(rle_mask_iou(np.zeros((0, 10, 10), bool)), 0.7) == []
+
+
+# --- one ViT in memory ---------------------------------------------------------------------------
+
+
+def test_tracker_shares_the_detector_vit(seg):
+    tracker = seg.everything.tracker
+    detector_vit = seg.model.vision_encoder.backbone
+    assert tracker.vision_encoder.backbone is detector_vit
+    for (name, p), (_, q) in zip(detector_vit.named_parameters(), tracker.vision_encoder.backbone.named_parameters()):
+        assert p.data_ptr() == q.data_ptr(), name
+    # Counting storages: the two models together hold exactly one copy of the ViT.
+    params = {p.data_ptr(): p.numel() for m in (seg.model, tracker) for p in m.parameters()}
+    vit = sum(p.numel() for p in detector_vit.parameters())
+    tracker_own = sum(p.numel() for p in tracker.parameters()) - vit
+    assert sum(params.values()) == sum(p.numel() for p in seg.model.parameters()) + tracker_own
+
+
+def test_tracker_features_from_the_cached_vit_equal_the_trackers_own_pass(seg, rgb_image):
+    tracker = seg.everything.tracker
+    with torch.inference_mode():
+        features = seg.encode_image(rgb_image)
+        ours = seg.everything.tracker_embeddings(features)
+        # transformers' path: the tracker's own vision encoder on the pixels (flattened HW x B x C).
+        theirs = tracker.get_image_features(seg.preprocess(rgb_image)).fpn_hidden_states
+    for level in range(3):
+        expected = theirs[level].permute(1, 2, 0).reshape(ours[level].shape)
+        if level == 2:  # SAM 3's image predictor adds the no-memory embedding to the 1x level
+            expected = expected + tracker.no_memory_embedding.reshape(1, -1, 1, 1)
+        torch.testing.assert_close(ours[level], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_tracker_loads_the_facebook_sam3_key_layout(tiny_model_path, tmp_path, seg):
+    # facebook/sam3 stores `tracker_model.<module>`; transformers' save wrote `tracker_model.tracker_model.`.
+    real = tmp_path / "facebook-layout"
+    shutil.copytree(tiny_model_path, real)
+    weights = load_file(real / "model.safetensors")
+    assert any(k.startswith("tracker_model.tracker_model.") for k in weights)
+    renamed = {k.replace("tracker_model.tracker_model.", "tracker_model.", 1): v for k, v in weights.items()}
+    save_file(renamed, real / "model.safetensors", metadata={"format": "pt"})
+    backbone = seg.model.vision_encoder.backbone
+    loaded = load_tracker(str(real), backbone).state_dict()
+    reference = seg.everything.tracker.state_dict()
+    assert loaded.keys() == reference.keys()
+    for key in reference:
+        torch.testing.assert_close(loaded[key], reference[key], rtol=0, atol=0, msg=key)
+
+
+def test_tracker_missing_from_a_detector_only_checkpoint_is_a_clear_error(tiny_model_path, tmp_path, seg):
+    from transformers import Sam3Model
+
+    detector_only = tmp_path / "detector-only"
+    seg.model.save_pretrained(detector_only)
+    assert Sam3Model.from_pretrained(detector_only) is not None
+    with pytest.raises(ModelLoadError, match="SEGSERVE_EVERYTHING_MODE=vocabulary"):
+        load_tracker(str(detector_only), seg.model.vision_encoder.backbone)
+
+
+# --- vocabulary mode -----------------------------------------------------------------------------
+
+
+def test_vocabulary_labels_come_from_the_list(seg, rgb_image):
+    passes = seg.stats["detector_passes"]
+    result = seg.segment(rgb_image, [], OPEN, everything_mode="vocabulary")
+    assert seg.stats["detector_passes"] - passes == 2  # 3 concepts, 2 per pass
+    assert len(result) > 1
+    assert_valid(result, {"cat", "dog", "car"})
+    assert len(set(result.labels)) > 1
+
+
+def test_vocabulary_merges_overlapping_detections(seg, rgb_image):
+    once = with_config(seg, vocabulary=("thing",)).segment(rgb_image, [], OPEN, everything_mode="vocabulary")
+    # The same concept three times over two passes: every detection appears thrice, one copy is kept.
+    thrice = with_config(seg, vocabulary=("thing",) * 3).segment(rgb_image, [], OPEN, everything_mode="vocabulary")
+    assert len(once) > 0
+    assert_valid(thrice, {"thing"})
+    assert len(thrice) == len(once)
+    for a, b in zip(once.masks, thrice.masks):
+        assert (a & b).sum() / (a | b).sum() > 0.95
+
+
+def test_vocabulary_honours_threshold_and_max_segments(seg, rgb_image):
+    everything = seg.segment(rgb_image, [], OPEN, everything_mode="vocabulary")
+    cut = float(np.median(everything.scores))
+    kept = seg.segment(rgb_image, [], SegmentOptions(threshold=cut), everything_mode="vocabulary")
+    assert len(kept) > 0 and np.all(kept.scores >= cut)
+    assert (
+        len(seg.segment(rgb_image, [], SegmentOptions(threshold=0.0, max_segments=2), everything_mode="vocabulary"))
+        == 2
+    )
+
+
+# --- choosing the mode, the wire format, settings, CLI ------------------------------------------
+
+
+def test_configured_mode_is_the_default_and_a_bad_mode_is_a_400(seg, rgb_image):
+    assert set(seg.segment(rgb_image, [], OPEN).labels) == {"object"}
+    vocab = with_config(seg, mode="vocabulary").segment(rgb_image, [], OPEN)
+    assert set(vocab.labels) <= {"cat", "dog", "car"}
+    with pytest.raises(InvalidParameterError) as err:
+        seg.segment(rgb_image, [], OPEN, everything_mode="panoptic")
+    assert err.value.param == "everything_mode" and err.value.status == 400
+
+
+@pytest.mark.parametrize("mode", ["grid", "vocabulary"])
+@pytest.mark.parametrize("mask_format", ["rle", "polygon", "none"])
+def test_answers_the_contract_json(seg, rgb_image, mode, mask_format):
+    result = seg.segment(rgb_image, [], SegmentOptions(threshold=0.0, max_segments=5), everything_mode=mode)
+    body = json.loads(json.dumps(result.to_dict(mask_format)))
+    assert body["num_segments"] == len(body["segments"]) == len(result)
+    assert [s["id"] for s in body["segments"]] == list(range(1, len(result) + 1))
+    for s in body["segments"]:
+        assert ("mask" in s) == (mask_format != "none")
+        if mask_format == "rle":
+            assert s["mask"]["size"] == [90, 130] and rle_decode(s["mask"]).any()
+
+
+def test_config_from_settings():
+    config = EverythingConfig.from_settings(
+        Settings(everything_mode="vocabulary", vocabulary="cat， dog,cat;  traffic  light", grid_points=4)
+    )
+    assert config.mode == "vocabulary" and config.grid_points == 4
+    assert config.vocabulary == ("cat", "dog", "traffic light")
+    assert EverythingConfig.from_settings(Settings()).vocabulary == COCO_CATEGORIES
+    assert len(COCO_CATEGORIES) == len(set(COCO_CATEGORIES)) == 80
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"mode": "panoptic"},  # unknown mode
+        {"grid_points": 0},  # no grid
+        {"pred_iou_thresh": 1.5},  # IoU above 1
+        {"nms_thresh": 0.0},  # everything is a duplicate
+        {"min_region_area": -1},  # negative area
+        {"vocabulary": ()},  # nothing to look for
+    ],
+)
+def test_config_rejects(bad):
+    with pytest.raises(ValueError):
+        EverythingConfig(**bad)
+
+
+@pytest.mark.parametrize("mode, labels", [("grid", {"object"}), ("vocabulary", {"cat", "dog"})])
+def test_cli_segments_everything_with_an_empty_prompt(tiny_model_path, tmp_path, rgb_image, monkeypatch, mode, labels):
+    from PIL import Image
+
+    photo, out = tmp_path / "photo.png", tmp_path / "out.json"
+    Image.fromarray(rgb_image).save(photo)
+    for name, value in {
+        "GRID_POINTS": "4",
+        "PRED_IOU_THRESH": "0",
+        "STABILITY_THRESH": "0",
+        "VOCABULARY": "cat, dog",
+    }.items():
+        monkeypatch.setenv(f"SEGSERVE_{name}", value)
+    argv = ["segment", str(photo), "--model", str(tiny_model_path), "--device", "cpu", "--threshold", "0"]
+    assert main([*argv, "--everything-mode", mode, "--json", str(out)]) == 0
+    body = json.loads(out.read_text())
+    assert body["num_segments"] > 0
+    assert {s["label"] for s in body["segments"]} <= labels
