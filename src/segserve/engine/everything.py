@@ -380,30 +380,20 @@ def load_tracker(
     decoder. Works on `facebook/sam3` (`tracker_model.<module>`) and on checkpoints written by
     transformers' `Sam3VideoModel.save_pretrained` (`tracker_model.tracker_model.<module>`).
     """
-    from transformers import AutoConfig, Sam3TrackerConfig, Sam3TrackerModel
+    from transformers import AutoConfig, Sam3TrackerModel
 
     try:
         config = AutoConfig.from_pretrained(source)
     except Exception as exc:  # hub, network and file errors all arrive as different types
         raise ModelLoadError(f"Could not read the config of {source} to load the SAM 3 tracker: {exc}") from exc
-    tracker_config = getattr(config, "tracker_config", None)
-    if tracker_config is None:
+    if getattr(config, "tracker_config", None) is None:
         raise ModelLoadError(
             f"{source} has no SAM 3 tracker (its config is {config.model_type!r}, not 'sam3_video'), which "
             "segment-everything's grid mode needs. Use the full facebook/sam3 checkpoint, or set "
             "SEGSERVE_EVERYTHING_MODE=vocabulary."
         )
-    tc = tracker_config if isinstance(tracker_config, dict) else tracker_config.to_dict()
-    detector_vision = config.detector_config.vision_config
-    vision = detector_vision if isinstance(detector_vision, dict) else detector_vision.to_dict()
-    cfg = Sam3TrackerConfig(
-        # The neck is `tracker_neck`, which Sam3VideoModel builds from the detector's vision config.
-        vision_config=vision,
-        prompt_encoder_config=tc["prompt_encoder_config"],
-        mask_decoder_config=tc["mask_decoder_config"],
-    )
     with torch.device("meta"):
-        tracker = Sam3TrackerModel(cfg)
+        tracker = Sam3TrackerModel(tracker_config(config))
     tracker.vision_encoder.backbone = backbone  # the shared ViT: same storage as the detector's
 
     state = _read_tracker_weights(source, device=device, dtype=dtype)
@@ -427,6 +417,21 @@ def load_tracker(
         raise ModelLoadError(f"The SAM 3 tracker of {source} did not load completely: {still_meta[:3]} missing.")
     log.info("loaded the SAM 3 tracker of %s (sharing the detector's ViT)", source)
     return tracker.eval()
+
+
+def tracker_config(config: Any) -> Any:
+    """The `Sam3TrackerConfig` of the point-prompt tracker inside a `Sam3VideoConfig` (facebook/sam3's)."""
+    from transformers import Sam3TrackerConfig
+
+    tc = config.tracker_config if isinstance(config.tracker_config, dict) else config.tracker_config.to_dict()
+    detector_vision = config.detector_config.vision_config
+    vision = detector_vision if isinstance(detector_vision, dict) else detector_vision.to_dict()
+    return Sam3TrackerConfig(
+        # The neck is `tracker_neck`, which Sam3VideoModel builds from the detector's vision config.
+        vision_config=vision,
+        prompt_encoder_config=tc["prompt_encoder_config"],
+        mask_decoder_config=tc["mask_decoder_config"],
+    )
 
 
 def _read_tracker_weights(source: str, device: torch.device | str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
