@@ -168,7 +168,7 @@ class SegmentationResult:
     def areas(self) -> np.ndarray:
         if self.masks is None:
             return np.zeros(len(self), dtype=np.int64)
-        return self.masks.reshape(len(self), -1).sum(axis=1).astype(np.int64)
+        return self.masks.sum(axis=(1, 2)).astype(np.int64)  # reshape(0, -1) fails on zero segments
 
     def counts(self) -> dict[str, int]:
         """Objects per label, most frequent first: the counting use case."""
