@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from typing import Any
 
 log = logging.getLogger("segserve.serve")
@@ -96,6 +98,15 @@ def run(settings: Any, *, log_level: str = "info", app: Any = None) -> int:
         timeout_graceful_shutdown=settings.shutdown_grace,
     )
     server = uvicorn.Server(config)
-    server.run()
+    # uvicorn re-raises a captured SIGTERM after its graceful shutdown, with the handler that was in
+    # place before it started; the default one would end the process with status 143. A stop asked
+    # for by SIGTERM that completed gracefully is a success (exit 0) for Docker, systemd and k8s.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None) if in_main else None
+    try:
+        server.run()
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
     # uvicorn exits the process itself when it cannot bind; reaching here means a clean stop.
     return 0 if server.started else 1
