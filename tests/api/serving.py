@@ -49,7 +49,9 @@ def wait_for(url: str, proc: subprocess.Popen, status: int = 200, timeout: float
 
 
 def stop(proc: subprocess.Popen, timeout: float = 60.0) -> tuple[int, str]:
-    """SIGTERM, wait; returns (exit code, output)."""
+    """SIGTERM, wait; returns (exit code, output). Safe to call again on a stopped process."""
+    if proc.stdout is None or proc.stdout.closed:
+        return proc.wait(), ""
     if proc.poll() is None:
         proc.terminate()
     try:

@@ -10,7 +10,10 @@ import base64
 import functools
 import http.server
 import json
+import subprocess
+import sys
 import threading
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
@@ -149,11 +152,18 @@ def test_sdk_and_cli_against_the_server(server, image_origin, tmp_path):
     assert json.loads(out.read_text())["num_segments"] == len(result)
 
 
-def test_sigterm_exits_0(tiny_model_path, tmp_path):
-    port = free_port()
-    env = server_env(SEGSERVE_MODEL=str(tiny_model_path), SEGSERVE_DEVICE="cpu", SEGSERVE_API_KEYS=API_TOKEN)
-    proc = start(serve_command(port), env, tmp_path)
-    wait_for(f"http://127.0.0.1:{port}/readyz", proc)
+def test_docker_healthcheck_command(server):
+    base, _ = server
+    healthcheck = [sys.executable, "-m", "segserve.api.healthcheck"]
+    ready = subprocess.run(healthcheck, env=server_env(SEGSERVE_PORT=str(urlparse(base).port)))
+    assert ready.returncode == 0
+    nothing_there = subprocess.run(healthcheck, env=server_env(SEGSERVE_PORT=str(free_port())))
+    assert nothing_there.returncode == 1
+
+
+def test_sigterm_exits_0(server):
+    # Last in this file: stops the module's server.
+    _, proc = server
     code, out = stop(proc)
     assert code == 0, out
     assert "Traceback" not in out
