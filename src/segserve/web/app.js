@@ -54,6 +54,8 @@ const els = {
   maskLayer: $("mask-layer"),
   labelLayer: $("label-layer"),
   notice: $("notice"),
+  viewControls: $("view-controls"),
+  tooltip: $("tooltip"),
   opacity: $("opacity"),
   opacityValue: $("opacity-value"),
   minConfidence: $("min-confidence"),
@@ -202,6 +204,7 @@ async function setSource(source) {
   els.fileName.textContent = source.name;
   els.fileDetail.textContent = source.kind === "file" ? formatBytes(source.file.size) : "from URL";
   els.thumb.removeAttribute("src");
+  els.thumb.hidden = true;
   let src;
   if (source.kind === "file") {
     state.objectUrl = URL.createObjectURL(source.file);
@@ -214,6 +217,7 @@ async function setSource(source) {
   state.image = img;
   if (img) {
     els.thumb.src = img.src;
+    els.thumb.hidden = false;
     els.fileDetail.textContent += ` · ${img.naturalWidth} × ${img.naturalHeight}`;
     drawPreview();
   } else {
@@ -476,6 +480,7 @@ function showResult(json, text) {
 
   els.placeholder.hidden = true;
   els.stack.hidden = false;
+  els.viewControls.hidden = false;
   els.dlJson.disabled = false;
   els.toggleAll.disabled = segments.length === 0;
   els.toggleAll.checked = true;
@@ -494,7 +499,10 @@ function clearResult() {
   els.summary.textContent = "Result";
   els.labelCounts.replaceChildren();
   els.toggleAll.disabled = true;
+  els.viewControls.hidden = true;
+  els.tooltip.hidden = true;
   for (const b of [els.dlJson, els.dlOverlay, els.dlCutouts]) b.disabled = true;
+  els.dlCutouts.textContent = "Cutouts .zip";
   showNotice("");
 }
 
@@ -640,8 +648,20 @@ els.stack.addEventListener("mousemove", (e) => {
   const y = Math.floor(((e.clientY - rect.top) / rect.height) * r.height);
   const seg = segmentAt(drawn(), x, y);
   setHover(seg ? seg.index : null);
+  els.tooltip.hidden = !seg;
+  if (seg) {
+    els.tooltip.textContent = `#${seg.id} ${seg.label} · ${seg.confidence.toFixed(2)}`;
+    const left = Math.min(e.clientX - rect.left + 14, rect.width - els.tooltip.offsetWidth - 4);
+    els.tooltip.style.left = `${Math.max(4, left)}px`;
+    els.tooltip.style.top = `${Math.max(4, e.clientY - rect.top - 30)}px`;
+  }
 });
-els.stack.addEventListener("mouseleave", () => setHover(null));
+els.stack.addEventListener("mouseleave", () => {
+  els.tooltip.hidden = true;
+  setHover(null);
+});
+// Tags are sized for the picture as shown: redraw them when it is resized.
+new ResizeObserver(() => scheduleDraw()).observe(els.stack);
 
 for (const input of [els.opacity, els.minConfidence, els.showOutline, els.showLabels]) {
   input.addEventListener("input", () => {
@@ -680,7 +700,13 @@ function draw() {
   els.maskLayer.getContext("2d").putImageData(new ImageData(pixels, r.width, r.height), 0, 0);
   const lctx = els.labelLayer.getContext("2d");
   lctx.clearRect(0, 0, r.width, r.height);
-  if (els.showLabels.checked) drawLabels(lctx, segs, r.width, r.height);
+  if (els.showLabels.checked) {
+    // At least 12 screen pixels high, however much the picture is scaled down to fit.
+    const scale = els.labelLayer.clientWidth / r.width || 1;
+    const size = Math.max(Math.round(Math.max(r.width, r.height) / 45), Math.ceil(12 / scale));
+    const tagged = hover == null ? segs : [segs.find((s) => s.index === hover), ...segs.filter((s) => s.index !== hover)];
+    drawLabels(lctx, tagged, r.width, r.height, size);
+  }
 }
 
 // --- downloads ----------------------------------------------------------------------------------

@@ -102,9 +102,9 @@ export function composeMaskLayer(segments, width, height, options = {}) {
   return out;
 }
 
-/** `label 0.93` tags at the top-left of each box, like the CLI's overlay. */
-export function drawLabels(ctx, segments, width, height) {
-  const size = Math.max(12, Math.round(Math.max(width, height) / 45));
+/** `label 0.93` tags at the top-left of each box, like the CLI's overlay; fontSize in image pixels. */
+export function drawLabels(ctx, segments, width, height, fontSize = null) {
+  const size = fontSize || Math.max(12, Math.round(Math.max(width, height) / 45));
   const pad = Math.max(2, Math.round(size / 4));
   ctx.save();
   ctx.font = `600 ${size}px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif`;
