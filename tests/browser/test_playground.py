@@ -249,3 +249,27 @@ def test_errors_are_shown_on_the_page(page: Page, server_url: str, photo: Path, 
     assert page.input_value("#api-key") == "wrong-key"
 
     _assert_only_own_origin(page.requested, server_url)  # type: ignore[attr-defined]
+
+
+def test_drop_and_paste_an_image(page: Page, server_url: str) -> None:
+    """Drag-and-drop and paste take an image file too (the events carry a PNG drawn in the page)."""
+    make_event = """([type, name]) => {
+      const c = document.createElement("canvas");
+      c.width = 40; c.height = 30;
+      c.getContext("2d").fillRect(0, 0, 20, 15);
+      const bin = atob(c.toDataURL("image/png").split(",")[1]);
+      const bytes = Uint8Array.from(bin, (ch) => ch.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], name, { type: "image/png" }));
+      const event = type === "drop"
+        ? new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true })
+        : new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true });
+      (type === "drop" ? document.getElementById("dropzone") : document.body).dispatchEvent(event);
+    }"""
+    page.evaluate(make_event, ["drop", "dropped.png"])
+    page.wait_for_selector("#file-detail:has-text('40 × 30')")
+    assert page.inner_text("#file-name") == "dropped.png"
+    page.evaluate(make_event, ["paste", "clip.png"])
+    page.wait_for_function("document.getElementById('file-name').textContent === 'clip.png'")
+    assert page.is_visible("#image-layer")
+    _assert_only_own_origin(page.requested, server_url)  # type: ignore[attr-defined]
