@@ -124,6 +124,14 @@ def test_reference_client_with_a_url(cut_image, image_origin):
     assert {seg["label"] for seg in result["segments"]} <= {"dog", "cat"}
 
 
+def test_reference_client_segments_everything_without_a_prompt(cut_image, image_origin):
+    # The document's Example 2: a network image and no prompt. The random tiny model may find
+    # nothing; what matters here is a well-formed 200 answer.
+    origin, _ = image_origin
+    result2 = cut_image(f"{origin}/photo.jpg")
+    assert result2["num_segments"] == len(result2["segments"]), result2
+
+
 def test_reference_client_gets_the_error_body(cut_image, image_origin):
     origin, _ = image_origin
     result = cut_image(f"{origin}/missing.jpg", prompt="dog")
