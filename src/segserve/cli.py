@@ -70,14 +70,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from segserve.types import SegmentOptions
 
     settings = Settings()
-    options = SegmentOptions(
-        threshold=settings.threshold if args.threshold is None else args.threshold,
-        mask_threshold=settings.mask_threshold if args.mask_threshold is None else args.mask_threshold,
-        max_segments=settings.max_segments if args.max_segments is None else args.max_segments,
-    )
     if args.server:
-        result = _segment_remote(args, options)
+        result = _segment_remote(args, settings)
     else:
+        options = SegmentOptions(
+            threshold=settings.threshold if args.threshold is None else args.threshold,
+            mask_threshold=settings.mask_threshold if args.mask_threshold is None else args.mask_threshold,
+            max_segments=settings.max_segments if args.max_segments is None else args.max_segments,
+        )
         result = _segment_local(args, settings, options)
 
     _print_table(result)
@@ -113,20 +113,44 @@ def _segment_local(args: argparse.Namespace, settings, options):
     return segmenter.segment(image, concepts, options, everything_mode=args.everything_mode)
 
 
-def _segment_remote(args: argparse.Namespace, options):
+def _segment_remote(args: argparse.Namespace, settings):
     from segserve.client import Client
-    from segserve.settings import Settings
 
-    api_key = args.api_key or Settings().api_key
+    api_key = args.api_key or settings.api_key
     with Client(args.server, api_key=api_key) as client:
-        return client.segment(
+        # Options not given on the command line stay None, so the server's own defaults apply.
+        result = client.segment(
             args.image,
             prompt=args.prompt,
-            threshold=options.threshold,
-            mask_threshold=options.mask_threshold,
-            max_segments=options.max_segments,
+            threshold=args.threshold,
+            mask_threshold=args.mask_threshold,
+            max_segments=args.max_segments,
             everything_mode=args.everything_mode,
         )
+    if result.image is None and (args.cutout or args.overlay):
+        result.image = _download_for_pictures(args.image, result.image_size, settings)
+    return result
+
+
+def _download_for_pictures(url: str, size: tuple[int, int], settings):
+    """The server fetched the URL; cutouts and overlays need the pixels here too, so fetch them once more.
+
+    This runs on the user's own machine for a URL the user typed, so a plain httpx GET is right here
+    (the SSRF guard in `segserve.url` protects a server from its clients, not a user from themselves).
+    """
+    import httpx
+
+    from segserve.images import decode_image
+
+    try:
+        response = httpx.get(url, follow_redirects=True, timeout=settings.url_timeout)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"error: could not download {url} for --cutout/--overlay: {exc}") from None
+    rgb = decode_image(response.content, max_pixels=settings.max_image_pixels)
+    if rgb.shape[:2] != tuple(size):
+        raise SystemExit(f"error: {url} changed between the server's fetch and ours; cannot draw cutouts")
+    return rgb
 
 
 def _print_table(result) -> None:

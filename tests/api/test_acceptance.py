@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 from api_support import encode
+from PIL import Image
 from pycocotools import mask as mask_utils
 from serving import free_port, serve_command, server_env, start, stop, wait_for
 
@@ -152,12 +153,14 @@ def test_sdk_and_cli_against_the_server(server, image_origin, tmp_path):
         by_url = client.segment(f"{origin}/photo.jpg", prompt="person")  # the server fetches it
         assert by_url.image is None and by_url.image_size == (60, 80)
         np.testing.assert_array_equal(by_url.masks, result.masks)  # same bytes, same answer
-    out = tmp_path / "out.json"
-    # --threshold 0: the CLI sends its own default (0.5), and the random tiny model scores below it.
-    args = ["segment", str(root / "photo.jpg"), "-p", "person", "--threshold", "0", "--max-segments", "5"]
+    out, overlay, cutouts = tmp_path / "out.json", tmp_path / "overlay.png", tmp_path / "cutouts"
+    # No --threshold: options the user did not give are left to the server's SEGSERVE_* defaults.
+    args = ["segment", f"{origin}/photo.jpg", "-p", "person", "--overlay", str(overlay), "--cutout", str(cutouts)]
     code = main([*args, "--server", base, "--api-key", API_TOKEN, "--json", str(out)])
     assert code == 0
     assert json.loads(out.read_text())["num_segments"] == len(result)
+    assert Image.open(overlay).size == (80, 60)  # the CLI fetched the URL itself to draw it
+    assert len(list(cutouts.glob("*.png"))) == len(result)
 
 
 def test_docker_healthcheck_command(server):
