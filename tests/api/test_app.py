@@ -76,6 +76,18 @@ def test_openapi_describes_the_three_body_forms_and_bearer_auth(client):
     assert client.get("/docs").status_code == 200
 
 
+def test_docs_page_loads_nothing_from_other_hosts(client):
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200 and "swagger" in page.text.lower()
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: ?'([^']+)'""", page.text)
+    assets = [a or b for a, b in urls]
+    assert assets and not [u for u in assets if u.startswith(("http:", "https:", "//"))], assets
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+
+
 def test_playground_and_static_files(client):
     r = client.get("/")
     assert r.status_code == 200

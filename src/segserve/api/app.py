@@ -99,6 +99,26 @@ def _accepts_keyword(segmenter: object, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
+def _serve_docs_offline(app: FastAPI) -> None:
+    """`/docs` with Swagger UI from the `swagger-ui-bundle-v2` wheel: FastAPI's default page loads it
+    from a CDN, which leaves a blank page on the offline machines people self-host on."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="segserve API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
+
+
 def create_app(settings: Settings, segmenter: Segmenter | None = None) -> FastAPI:
     """The app. Raises `NoAPIKeyError` when no API key is configured and `settings.no_auth` is off."""
     keys = settings.api_key_list()
@@ -132,8 +152,10 @@ def create_app(settings: Settings, segmenter: Segmenter | None = None) -> FastAP
         version=__version__,
         description="Self-hosted SAM 3 image segmentation, compatible with `POST /v1/images/segmentation`.",
         lifespan=lifespan,
+        docs_url=None,  # replaced below by a page whose assets come from this server, not a CDN
     )
     app.state.segserve = state
+    _serve_docs_offline(app)
     install_error_handlers(app)
     app.include_router(router)
     if WEB_DIR.is_dir():
