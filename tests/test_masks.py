@@ -124,3 +124,17 @@ def test_polygons_of_two_regions_and_of_nothing():
     assert len(mask_to_polygons(mask)) == 2
     assert mask_to_polygons(np.zeros((5, 5), bool)) == []
     assert not polygons_to_mask([], 5, 5).any()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: m,  # C-ordered bool, as the engine returns
+        lambda m: m[:, ::2, 1:],  # a strided view
+        lambda m: m.astype(np.uint8),  # uint8 0/1
+        lambda m: np.ascontiguousarray(m.transpose(0, 2, 1)).transpose(0, 2, 1),  # already column-major
+    ],
+)
+def test_rle_encode_many_equals_one_by_one(make):
+    masks = make(np.random.default_rng(0).random((3, 37, 53)) > 0.5)
+    assert rle_encode_many(masks) == [rle_encode(m.astype(bool)) for m in masks]
