@@ -120,7 +120,7 @@ class Sam3Segmenter:
         cache: bool = True,
         cache_bytes: int = 0,
         text_cache_size: int = 256,
-        compile_vision: bool = False,
+        compile_vision: bool | None = None,
         everything: EverythingConfig | None = None,
     ):
         if concept_batch < 1:
@@ -158,8 +158,8 @@ class Sam3Segmenter:
             text_cache_size if cache else 0, lambda _: 1
         )
         self._position_encodings: dict[tuple, tuple[torch.Tensor, ...]] = {}
-        self.compile_vision = compile_vision
-        if compile_vision:
+        self.compile_vision = _should_compile(model, self.device) if compile_vision is None else compile_vision
+        if self.compile_vision:
             self._compile_vision()
         # Segment-everything (an empty prompt). Its tracker loads on first use: no memory until then.
         # `everything=None` reads the SEGSERVE_* settings when first needed.
@@ -440,3 +440,21 @@ def _features_nbytes(model: Any, dtype: torch.dtype) -> int:
     fpn = sum(int(grid * s) ** 2 for s in vision.scale_factors) * int(vision.fpn_hidden_size)
     backbone = grid * grid * int(vit.hidden_size)
     return (fpn + backbone) * torch.empty((), dtype=dtype).element_size()
+
+
+# Below this many ViT parameters the one-off compilation (tens of seconds) costs more than it
+# saves: the tiny test model stays eager, the 450 M-parameter SAM 3 ViT is compiled.
+COMPILE_MIN_VIT_PARAMS = 50_000_000
+
+
+def _should_compile(model: Any, device: torch.device) -> bool:
+    """The default of `compile_vision`: a large ViT on CPU, with a C++ compiler for inductor.
+
+    Measured only on CPU (bench/README.md); on CUDA it stays off until measured there.
+    """
+    import shutil
+
+    if device.type != "cpu" or not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")):
+        return False
+    vit = model.vision_encoder.backbone
+    return sum(p.numel() for p in vit.parameters()) >= COMPILE_MIN_VIT_PARAMS
