@@ -1,0 +1,330 @@
+"""segserve's engine against the naive transformers pipeline, side by side in one process.
+
+    python bench/engine_vs_reference.py            # full-size SAM 3, random weights (~15 min on 2 cores)
+    python bench/engine_vs_reference.py --tiny     # the tiny test model: checks the script in seconds
+
+Prints markdown tables:
+  (a) the naive reference (Sam3Processor + Sam3Model, one full forward per concept, then
+      `post_process_instance_segmentation`) vs `Sam3Segmenter.segment`, 1 and 3 concepts, cold cache;
+  (b) cold vs cached re-prompt on the same image;
+  (d) peak memory of each path;
+and the vision encoder's achieved GFLOP/s next to this machine's measured fp32 matmul peak.
+
+The full-size model is `Sam3Model(Sam3Config())` with random weights: the real checkpoint is gated,
+and speed depends only on the architecture. Two copies are built from the same seed (the engine
+compiles its ViT layers in place; the reference must stay plain eager transformers). Nothing here
+says anything about mask quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from segserve.engine.sam3 import Sam3Segmenter
+from segserve.types import SegmentOptions
+
+CONCEPTS = ["cat", "person", "rocket"]
+NEW_CONCEPT = "flag"  # the re-prompt: a concept the text cache has not seen
+IMAGE_SIZE = (720, 960)  # (h, w)
+# Random weights score every query near the same value; 0.0 keeps all 200 queries per concept so
+# the post-processing cost is the worst case (max_segments caps the upsampling at 100).
+OPTIONS = SegmentOptions(threshold=0.0, mask_threshold=0.5, max_segments=100)
+
+
+# --- the machine --------------------------------------------------------------------------------
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def matmul_peak_gflops(n: int = 4096, repeats: int = 3) -> float:
+    """Best of `repeats` fp32 n^3 matmuls: what this machine's BLAS achieves at best."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = min(_seconds(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def vision_flops(model: Any) -> float:
+    """FLOPs of one vision-encoder pass (ViT + FPN neck), counted on the meta device (no compute).
+
+    Eager attention is counted as its two matmuls: the same arithmetic SDPA does.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers.models.sam3.modeling_sam3 import Sam3VisionModel
+
+    config = copy.deepcopy(model.config.vision_config)
+    config._attn_implementation = "eager"
+    config.backbone_config._attn_implementation = "eager"
+    size = int(config.backbone_config.image_size)
+    with torch.device("meta"):
+        vision = Sam3VisionModel(config).eval()
+        pixels = torch.empty(1, 3, size, size)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        vision(pixels)
+    return float(counter.get_total_flops())
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+def _seconds(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def peak_rss() -> Iterator[dict[str, int]]:
+    """Peak resident memory above the level at entry, sampled every 5 ms: the call's working set."""
+    result = {"peak": 0}
+    base = _rss_bytes()
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            result["peak"] = max(result["peak"], _rss_bytes() - base)
+            done.wait(0.005)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        thread.join()
+        result["peak"] = max(result["peak"], _rss_bytes() - base)
+
+
+class Timed:
+    """Wraps a bound method and records the seconds of each call (the vision pass, post-processing)."""
+
+    def __init__(self, owner: Any, name: str):
+        self.calls: list[float] = []
+        self._fn = getattr(owner, name)
+        setattr(owner, name, self)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return self._fn(*args, **kwargs)
+        finally:
+            self.calls.append(time.perf_counter() - start)
+
+
+# --- the two pipelines --------------------------------------------------------------------------
+
+
+def build(tiny: bool) -> tuple[Any, Any, Any, str]:
+    """(reference model, engine model, processor, description): two identical copies."""
+    from transformers import CLIPTokenizer, Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
+
+    if tiny:
+        from segserve.testing import make_tiny_sam3
+
+        path = make_tiny_sam3(Path(tempfile.mkdtemp()) / "tiny-sam3")
+        processor = Sam3Processor.from_pretrained(path)
+        reference = Sam3Model.from_pretrained(path).eval()
+        return reference, copy.deepcopy(reference), processor, "tiny random SAM 3 (tests' model)"
+
+    from segserve.testing import _byte_vocab
+
+    # The real CLIP BPE vocabulary is part of the gated checkpoint; a byte-level one tokenises
+    # differently, but every prompt is padded to the same 32 tokens, so the compute is identical.
+    vocab, merges = _byte_vocab()
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)
+    tokenizer.model_max_length = 32
+    processor = Sam3Processor(image_processor=Sam3ImageProcessor(), tokenizer=tokenizer)
+    torch.manual_seed(0)
+    reference = Sam3Model(Sam3Config()).eval()
+    params = sum(p.numel() for p in reference.parameters()) / 1e6
+    what = f"full-size SAM 3 ({params:.0f} M parameters, random weights)"
+    return reference, copy.deepcopy(reference), processor, what
+
+
+def naive(reference: Any, processor: Any, image: np.ndarray, concept: str) -> list[dict]:
+    """The transformers model card, as a newcomer would serve it: one full forward per concept."""
+    inputs = processor(images=image, text=concept, return_tensors="pt")
+    with torch.inference_mode():
+        outputs = reference(**inputs)
+    return processor.post_process_instance_segmentation(
+        outputs, threshold=OPTIONS.threshold, mask_threshold=OPTIONS.mask_threshold, target_sizes=[image.shape[:2]]
+    )
+
+
+def test_image(seed: int = 0) -> np.ndarray:
+    """skimage's astronaut resized to 960x720 (a photo, so JPEG-like content), shifted per seed."""
+    from PIL import Image
+    from skimage import data
+
+    image = Image.fromarray(data.astronaut()).resize(IMAGE_SIZE[::-1], Image.BILINEAR)
+    return np.roll(np.asarray(image), seed * 7, axis=1)
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> None:
+    torch.manual_seed(0)
+    peak = matmul_peak_gflops(1024 if args.tiny else 4096)
+    reference, engine_model, processor, what = build(args.tiny)
+    flops = vision_flops(reference)
+    engine = Sam3Segmenter(
+        engine_model, processor, model_id="bench", device=torch.device("cpu"), compile_vision=args.compile
+    )
+    vision_ours = Timed(engine, "encode_image")
+    post_ours = Timed(engine, "_postprocess")
+    vision_ref: list[float] = []
+    _time_module(reference.vision_encoder, vision_ref)
+
+    # Compilation (and first-touch allocation) happens on the first image: a server pays it once,
+    # in its warm-up, before /readyz says ready. It is reported, not counted per request.
+    warmup = _seconds(lambda: engine.segment(test_image(seed=1), ["warm-up"], OPTIONS))
+    image = test_image()
+
+    def cold(concepts: list[str]) -> float:
+        engine.vision_cache.clear()
+        engine.text_cache.clear()
+        return _seconds(lambda: engine.segment(image, concepts, OPTIONS))
+
+    rows: dict[str, list[float]] = {k: [] for k in ("naive1", "naive3", "ours1", "ours3", "reprompt", "repeat")}
+    mem: dict[str, list[int]] = {"naive": [], "ours": [], "reprompt": []}
+    for _ in range(args.repeats):
+        # Interleaved, so drift in the machine's load hits both paths alike.
+        per_concept = []
+        with peak_rss() as m_naive:
+            per_concept.append(_seconds(lambda: naive(reference, processor, image, CONCEPTS[0])))
+        rows["ours1"].append(cold(CONCEPTS[:1]))
+        per_concept.append(_seconds(lambda: naive(reference, processor, image, CONCEPTS[1])))
+        with peak_rss() as m_ours:
+            rows["ours3"].append(cold(CONCEPTS))
+        per_concept.append(_seconds(lambda: naive(reference, processor, image, CONCEPTS[2])))
+        with peak_rss() as m_reprompt:
+            rows["reprompt"].append(_seconds(lambda: engine.segment(image, [NEW_CONCEPT], OPTIONS)))
+        rows["repeat"].append(_seconds(lambda: engine.segment(image, [NEW_CONCEPT], OPTIONS)))
+        # The naive pipeline for three concepts is exactly three one-concept calls.
+        rows["naive1"].append(statistics.median(per_concept))
+        rows["naive3"].append(sum(per_concept))
+        mem["naive"].append(m_naive["peak"])
+        mem["ours"].append(m_ours["peak"])
+        mem["reprompt"].append(m_reprompt["peak"])
+
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    vision_s = statistics.median(vision_ours.calls[1:] or vision_ours.calls)  # not the warm-up's
+    vision_ref_s = statistics.median(vision_ref)
+    post_s = statistics.median(post_ours.calls[1:] or post_ours.calls)
+
+    print(f"## {what}\n")
+    print(
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), fp32, CPU, no GPU. Python {sys.version.split()[0]}."
+    )
+    print(
+        f"Image {IMAGE_SIZE[1]}x{IMAGE_SIZE[0]} (resized to the model's "
+        f"{engine.image_size}x{engine.image_size}); concepts {CONCEPTS}; threshold {OPTIONS.threshold} "
+        f"(every query kept, up to {OPTIONS.max_segments} masks upsampled: worst-case post-processing). "
+        f"Medians of {args.repeats} interleaved run(s); ViT layers compiled: {args.compile}.\n"
+    )
+    print("### (a) naive reference vs segserve, cold cache\n")
+    print("| path | 1 concept (s) | ratio | 3 concepts (s) | ratio |")
+    print("|---|---|---|---|---|")
+    print(f"| naive: Sam3Processor + Sam3Model per concept | {med['naive1']:.2f} | 1.00 | {med['naive3']:.2f} | 1.00 |")
+    print(
+        f"| segserve `Sam3Segmenter.segment` | {med['ours1']:.2f} | {med['ours1'] / med['naive1']:.2f} "
+        f"| {med['ours3']:.2f} | {med['ours3'] / med['naive3']:.2f} |"
+    )
+    print("\n### (b) cold vs cached re-prompt on the same image, 1 concept\n")
+    print("| request | seconds | ratio to naive 1 concept |")
+    print("|---|---|---|")
+    print(f"| naive reference (no cache exists) | {med['naive1']:.2f} | 1.00 |")
+    print(f"| segserve, cold (vision + text computed) | {med['ours1']:.2f} | {med['ours1'] / med['naive1']:.3f} |")
+    print(
+        f"| segserve, re-prompt with a new concept (vision cached) | {med['reprompt']:.2f} "
+        f"| {med['reprompt'] / med['naive1']:.3f} |"
+    )
+    print(
+        f"| segserve, the same request again (vision + text cached) | {med['repeat']:.2f} "
+        f"| {med['repeat'] / med['naive1']:.3f} |"
+    )
+    print("\n### Vision encoder and post-processing\n")
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| vision encoder FLOPs (ViT + FPN neck, counted) | {flops / 1e12:.2f} TFLOP |")
+    print(f"| machine's fp32 matmul peak ({'1024' if args.tiny else '4096'}^3, best of 3) | {peak:.0f} GFLOP/s |")
+    print(
+        f"| naive reference's vision encoder | {vision_ref_s:.2f} s = {flops / vision_ref_s / 1e9:.0f} GFLOP/s "
+        f"({flops / vision_ref_s / 1e9 / peak:.0%} of peak) |"
+    )
+    print(
+        f"| segserve's vision pass (`encode_image`) | {vision_s:.2f} s = {flops / vision_s / 1e9:.0f} GFLOP/s "
+        f"({flops / vision_s / 1e9 / peak:.0%} of peak) |"
+    )
+    print(f"| fp32 floor of the vision encoder (FLOPs / peak) | {flops / peak / 1e9:.2f} s |")
+    masks = f"{OPTIONS.max_segments} masks to {IMAGE_SIZE[1]}x{IMAGE_SIZE[0]}"
+    print(f"| segserve post-processing (`_postprocess`, {masks}) | {post_s:.3f} s |")
+    print(f"| one-time warm-up (first image{', torch.compile' if args.compile else ''}) | {warmup:.1f} s |")
+    print("\n### (d) peak memory\n")
+    print("| during | peak RSS above the loaded models (MiB) |")
+    print("|---|---|")
+    print(f"| naive reference, 1 concept | {statistics.median(mem['naive']) / 2**20:.0f} |")
+    print(f"| segserve, 3 concepts, cold | {statistics.median(mem['ours']) / 2**20:.0f} |")
+    print(f"| segserve, cached re-prompt | {statistics.median(mem['reprompt']) / 2**20:.0f} |")
+    cache = engine.cache_stats()["vision"]
+    print(
+        f"\nVision cache after the run: {cache['entries']} image(s), {cache['bytes'] / 2**20:.0f} MiB held "
+        f"(capacity {cache['capacity'] / 2**20:.0f} MiB + shared position encodings); process peak RSS "
+        f"{_max_rss_mib():.0f} MiB with both model copies loaded."
+    )
+
+
+def _time_module(module: torch.nn.Module, into: list[float]) -> None:
+    start: list[float] = []
+    module.register_forward_pre_hook(lambda *_: start.append(time.perf_counter()))
+    module.register_forward_hook(lambda *_: into.append(time.perf_counter() - start.pop()))
+
+
+def _max_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="the tiny test model (checks the script quickly)")
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved repetitions; medians are printed")
+    parser.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=True, help="torch.compile the engine's ViT layers"
+    )
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
