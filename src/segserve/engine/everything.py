@@ -194,7 +194,8 @@ class EverythingEngine:
         kept_logits: list[torch.Tensor] = []
         kept_scores: list[torch.Tensor] = []
         for start in range(0, len(points), cfg.grid_batch):
-            batch = points[start : start + cfg.grid_batch].to(device, embeddings[-1].dtype)
+            # float32 points even under bf16: the prompt encoder normalises them before casting.
+            batch = points[start : start + cfg.grid_batch].to(device)
             n = len(batch)
             out = tracker(
                 image_embeddings=embeddings,
@@ -208,7 +209,8 @@ class EverythingEngine:
             area = (logits > cut).flatten(1).sum(1)
             # The low-resolution mask covers the whole image: its area scales by the pixel ratio.
             scale = size[0] * size[1] / (logits.shape[-2] * logits.shape[-1])
-            keep = (iou >= cfg.pred_iou_thresh) & (area > 0) & (area * scale >= cfg.min_region_area)
+            keep = (iou >= max(cfg.pred_iou_thresh, options.threshold)) & (area > 0)
+            keep &= area * scale >= cfg.min_region_area
             keep &= stability_score(logits, cut, cfg.stability_offset) >= cfg.stability_thresh
             kept_logits.append(logits[keep])
             kept_scores.append(iou[keep].clamp(0.0, 1.0))
