@@ -90,10 +90,13 @@ def vision_flops(model: Any) -> float:
 # --- measuring ----------------------------------------------------------------------------------
 
 
-def _seconds(fn: Callable[[], Any]) -> float:
+def _seconds(fn: Callable[[], Any], label: str = "") -> float:
     start = time.perf_counter()
     fn()
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    if label:
+        print(f"  {label}: {elapsed:.2f} s", file=sys.stderr, flush=True)
+    return elapsed
 
 
 def _rss_bytes() -> int:
@@ -124,19 +127,24 @@ def peak_rss() -> Iterator[dict[str, int]]:
 
 
 class Timed:
-    """Wraps a bound method and records the seconds of each call (the vision pass, post-processing)."""
+    """Wraps a bound method and records the seconds of each call (the vision pass, post-processing).
 
-    def __init__(self, owner: Any, name: str):
+    With `only_if`, a call is recorded only when that returns true afterwards (the vision pass
+    really ran: a cache hit is not a vision pass).
+    """
+
+    def __init__(self, owner: Any, name: str, only_if: Callable[[], bool] = lambda: True):
         self.calls: list[float] = []
         self._fn = getattr(owner, name)
+        self._only_if = only_if
         setattr(owner, name, self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
-        try:
-            return self._fn(*args, **kwargs)
-        finally:
+        result = self._fn(*args, **kwargs)
+        if self._only_if():
             self.calls.append(time.perf_counter() - start)
+        return result
 
 
 # --- the two pipelines --------------------------------------------------------------------------
@@ -194,25 +202,33 @@ def test_image(seed: int = 0) -> np.ndarray:
 def run(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     peak = matmul_peak_gflops(1024 if args.tiny else 4096)
+    print(f"  matmul peak {peak:.0f} GFLOP/s", file=sys.stderr, flush=True)
     reference, engine_model, processor, what = build(args.tiny)
     flops = vision_flops(reference)
     engine = Sam3Segmenter(
         engine_model, processor, model_id="bench", device=torch.device("cpu"), compile_vision=args.compile
     )
-    vision_ours = Timed(engine, "encode_image")
+    passes = [0]
+
+    def ran_vision() -> bool:
+        ran = engine.stats["vision_passes"] > passes[0]
+        passes[0] = engine.stats["vision_passes"]
+        return ran
+
+    vision_ours = Timed(engine, "encode_image", only_if=ran_vision)
     post_ours = Timed(engine, "_postprocess")
     vision_ref: list[float] = []
     _time_module(reference.vision_encoder, vision_ref)
 
     # Compilation (and first-touch allocation) happens on the first image: a server pays it once,
     # in its warm-up, before /readyz says ready. It is reported, not counted per request.
-    warmup = _seconds(lambda: engine.segment(test_image(seed=1), ["warm-up"], OPTIONS))
+    warmup = _seconds(lambda: engine.segment(test_image(seed=1), ["warm-up"], OPTIONS), "warm-up")
     image = test_image()
 
     def cold(concepts: list[str]) -> float:
         engine.vision_cache.clear()
         engine.text_cache.clear()
-        return _seconds(lambda: engine.segment(image, concepts, OPTIONS))
+        return _seconds(lambda: engine.segment(image, concepts, OPTIONS), f"segserve cold {len(concepts)}")
 
     rows: dict[str, list[float]] = {k: [] for k in ("naive1", "naive3", "ours1", "ours3", "reprompt", "repeat")}
     mem: dict[str, list[int]] = {"naive": [], "ours": [], "reprompt": []}
@@ -220,15 +236,15 @@ def run(args: argparse.Namespace) -> None:
         # Interleaved, so drift in the machine's load hits both paths alike.
         per_concept = []
         with peak_rss() as m_naive:
-            per_concept.append(_seconds(lambda: naive(reference, processor, image, CONCEPTS[0])))
+            per_concept.append(_seconds(lambda: naive(reference, processor, image, CONCEPTS[0]), "naive"))
         rows["ours1"].append(cold(CONCEPTS[:1]))
-        per_concept.append(_seconds(lambda: naive(reference, processor, image, CONCEPTS[1])))
+        per_concept.append(_seconds(lambda: naive(reference, processor, image, CONCEPTS[1]), "naive"))
         with peak_rss() as m_ours:
             rows["ours3"].append(cold(CONCEPTS))
-        per_concept.append(_seconds(lambda: naive(reference, processor, image, CONCEPTS[2])))
+        per_concept.append(_seconds(lambda: naive(reference, processor, image, CONCEPTS[2]), "naive"))
         with peak_rss() as m_reprompt:
-            rows["reprompt"].append(_seconds(lambda: engine.segment(image, [NEW_CONCEPT], OPTIONS)))
-        rows["repeat"].append(_seconds(lambda: engine.segment(image, [NEW_CONCEPT], OPTIONS)))
+            rows["reprompt"].append(_seconds(lambda: engine.segment(image, [NEW_CONCEPT], OPTIONS), "re-prompt"))
+        rows["repeat"].append(_seconds(lambda: engine.segment(image, [NEW_CONCEPT], OPTIONS), "repeat"))
         # The naive pipeline for three concepts is exactly three one-concept calls.
         rows["naive1"].append(statistics.median(per_concept))
         rows["naive3"].append(sum(per_concept))
@@ -321,7 +337,10 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="the tiny test model (checks the script quickly)")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repetitions; medians are printed")
     parser.add_argument(
-        "--compile", action=argparse.BooleanOptionalAction, default=True, help="torch.compile the engine's ViT layers"
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="torch.compile the engine's ViT layers (off by default, as in the engine)",
     )
     run(parser.parse_args())
 

@@ -35,9 +35,9 @@ class Settings(BaseSettings):
     model_name: str = "sam3"  # the `model` value clients send; `GET /v1/models` lists it
     device: str | None = None  # "cuda", "mps", "cpu"; None picks cuda > mps > cpu
     dtype: str | None = None  # "bfloat16", "float16", "float32"; None: bf16 on CUDA, fp32 elsewhere
-    # torch.compile the ViT layers (exact to ~1e-6, ~30-60 s once at warm-up); None: on for a full-size
-    # model on CPU when a C++ compiler is installed, off otherwise (see bench/README.md)
-    compile_vision: bool | None = None
+    # torch.compile the ViT layers (exact to ~1e-5; ~40-130 s once, at warm-up; needs a C++ compiler on
+    # CPU). Off: no faster than eager on the 2-core CPU measured (bench/README.md)
+    compile_vision: bool = False
 
     # --- inference defaults (a request may override them) -----------------------------------
     threshold: float = Field(0.5, ge=0.0, le=1.0)  # minimum confidence kept
