@@ -107,9 +107,7 @@ def _segment_local(args: argparse.Namespace, settings, options):
     concepts = parse_prompt(
         args.prompt, max_concepts=settings.max_concepts, max_concept_chars=settings.max_concept_chars
     )
-    segmenter = Sam3Segmenter.from_pretrained(
-        args.model or settings.model, device=args.device or settings.device, dtype=settings.dtype
-    )
+    segmenter = Sam3Segmenter.from_settings(settings, model=args.model, device=args.device)
     return segmenter.segment(image, concepts, options, everything_mode=args.everything_mode)
 
 

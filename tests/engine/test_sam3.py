@@ -201,3 +201,23 @@ def test_device_selection_and_bad_dtype():
     assert select_device(None).type in {"cpu", "cuda", "mps"}
     with pytest.raises(ValueError, match="dtype must be one of"):
         select_dtype("int8", torch.device("cpu"))
+
+
+def test_from_settings_honours_every_engine_knob(tiny_model_path):
+    from segserve.settings import Settings
+
+    settings = Settings(
+        model=str(tiny_model_path),
+        device="cpu",
+        concept_batch=3,
+        cache_mb=7,
+        text_cache_size=5,
+        everything_mode="vocabulary",
+        vocabulary="cat, dog",
+    )
+    seg = Sam3Segmenter.from_settings(settings)
+    assert seg.model_id == str(tiny_model_path) and seg.device.type == "cpu" and seg.dtype == torch.float32
+    assert seg.concept_batch == 3
+    assert seg.vision_cache.stats()["capacity"] == 7 * 1024 * 1024
+    assert seg.text_cache.stats()["capacity"] == 5
+    assert seg.everything.config.mode == "vocabulary" and seg.everything.config.vocabulary == ("cat", "dog")

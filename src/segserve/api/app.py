@@ -69,9 +69,7 @@ class AppState:
                 from segserve.engine.sam3 import Sam3Segmenter  # torch import: only when serving
 
                 log.info("loading model %s", settings.model)
-                self.segmenter = await run_in_threadpool(
-                    Sam3Segmenter.from_pretrained, settings.model, device=settings.device, dtype=settings.dtype
-                )
+                self.segmenter = await run_in_threadpool(Sam3Segmenter.from_settings, settings)
             self.accepts_everything_mode = _accepts_keyword(self.segmenter, "everything_mode")
             if settings.warmup:
                 started = time.perf_counter()

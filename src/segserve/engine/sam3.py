@@ -194,6 +194,23 @@ class Sam3Segmenter:
         log.info("loaded %s on %s as %s", source, dev, dt)
         return cls(model, processor, model_id=source, device=dev, dtype=dt, **kwargs)
 
+    @classmethod
+    def from_settings(cls, settings: Any, model: str | None = None, device: str | None = None) -> Sam3Segmenter:
+        """The engine a `Settings` describes: model, device, dtype, caches, batching, everything-mode.
+
+        What the server and the CLI call, so a `SEGSERVE_*` knob means the same in both.
+        """
+        return cls.from_pretrained(
+            model or settings.model,
+            device=device or settings.device,
+            dtype=settings.dtype,
+            concept_batch=settings.concept_batch,
+            cache_bytes=settings.cache_mb * 1024 * 1024,
+            text_cache_size=settings.text_cache_size,
+            compile_vision=settings.compile_vision,
+            everything=EverythingConfig.from_settings(settings),
+        )
+
     # --- inference -------------------------------------------------------------------------
     def segment(
         self,
