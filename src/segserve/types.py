@@ -109,33 +109,29 @@ class SegmentationResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], image: np.ndarray | None = None) -> SegmentationResult:
-        """The wire JSON of api-contract.md -> result (masks decoded from RLE or polygons).
+        """The wire JSON of api-contract.md -> result, masks decoded from RLE or polygons.
 
-        The image size comes from the masks; pass `image` (or `image_size` via masks) for boxes-only
-        answers, which carry no size: their masks stay None.
+        The image size comes from `image` when given, else from the masks. An answer without masks
+        (`mask_format="none"`) gives `masks=None`.
         """
         segments = data.get("segments", [])
         if int(data.get("num_segments", len(segments))) != len(segments):
             raise ValueError("num_segments does not match the number of segments")
-        size: tuple[int, int] | None = None
-        if image is not None:
-            size = (image.shape[0], image.shape[1])
-        masks: list[np.ndarray] = []
-        have_masks = bool(segments) and all(seg.get("mask") for seg in segments)
-        for seg in segments:
-            mask = seg.get("mask")
-            if not mask:
-                continue
-            h, w = (int(v) for v in mask["size"])
-            size = size or (h, w)
-            if "counts" in mask:
-                masks.append(masks_mod.rle_decode(mask))
-            else:
-                masks.append(masks_mod.polygons_to_mask(mask.get("polygons", []), h, w))
-        if size is None:
-            size = (0, 0)
+        wire_masks = [seg.get("mask") for seg in segments]
+        has_masks = all(wire_masks)  # also true for no segments: an empty (0, H, W) stack
+        size = (image.shape[0], image.shape[1]) if image is not None else None
+        if size is None and segments and has_masks:
+            size = (int(wire_masks[0]["size"][0]), int(wire_masks[0]["size"][1]))
+        size = size or (0, 0)
+        masks = None
+        if has_masks:
+            decoded = [
+                masks_mod.rle_decode(m) if "counts" in m else masks_mod.polygons_to_mask(m.get("polygons", []), *size)
+                for m in wire_masks
+            ]
+            masks = np.stack(decoded) if decoded else np.zeros((0, *size), bool)
         return cls(
-            masks=np.stack(masks) if have_masks else (np.zeros((0, *size), bool) if not segments else None),
+            masks=masks,
             boxes=np.array([seg["bbox"] for seg in segments], dtype=np.int64).reshape(-1, 4),
             scores=np.array([seg["confidence"] for seg in segments], dtype=np.float32),
             labels=[seg["label"] for seg in segments],
