@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     # torch.compile the ViT layers (exact to ~1e-5; ~40-130 s once, at warm-up; needs a C++ compiler on
     # CPU). Off: no faster than eager on the 2-core CPU measured (bench/README.md)
     compile_vision: bool = False
+    # Who runs the ViT: "auto" = OpenVINO for a full-size fp32 model on the CPU when `openvino` is
+    # installed (exact to ~2e-5, ~15 % faster; converted once into openvino_cache_dir), else torch
+    vision_backend: Literal["auto", "torch", "openvino"] = "auto"
+    openvino_cache_dir: str = "~/.cache/segserve/openvino"  # converted vision encoders, one folder per model
 
     # --- inference defaults (a request may override them) -----------------------------------
     threshold: float = Field(0.5, ge=0.0, le=1.0)  # minimum confidence kept

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from segserve.engine import openvino
 from segserve.engine.cache import LRUCache, image_key
 from segserve.engine.everything import EverythingConfig, EverythingEngine
 from segserve.errors import ModelLoadError
@@ -121,6 +122,8 @@ class Sam3Segmenter:
         cache_bytes: int = 0,
         text_cache_size: int = 256,
         compile_vision: bool = False,
+        vision_backend: str = "auto",
+        openvino_cache_dir: str | Path = "~/.cache/segserve/openvino",
         everything: EverythingConfig | None = None,
     ):
         if concept_batch < 1:
@@ -162,6 +165,14 @@ class Sam3Segmenter:
         self.compile_vision = compile_vision
         if self.compile_vision:
             self._compile_vision()
+        # The ViT + neck through OpenVINO where that is exact and faster (full-size fp32 on CPU;
+        # see engine/openvino.py); `vision_backend` says which one runs.
+        self._openvino = None
+        if openvino.should_use(vision_backend, model.vision_encoder, self.device, self.dtype):
+            self._openvino = openvino.OpenVINOVisionEncoder(
+                model.vision_encoder, self.image_size, Path(openvino_cache_dir), model_id
+            )
+        self.vision_backend = "openvino" if self._openvino is not None else "torch"
         # Segment-everything (an empty prompt). Its tracker loads on first use: no memory until then.
         # `everything=None` reads the SEGSERVE_* settings when first needed.
         self.everything = EverythingEngine(self, everything)
@@ -208,6 +219,8 @@ class Sam3Segmenter:
             cache_bytes=settings.cache_mb * 1024 * 1024,
             text_cache_size=settings.text_cache_size,
             compile_vision=settings.compile_vision,
+            vision_backend=settings.vision_backend,
+            openvino_cache_dir=settings.openvino_cache_dir,
             everything=EverythingConfig.from_settings(settings),
         )
 
@@ -250,18 +263,19 @@ class Sam3Segmenter:
             self.stats["vision_cache_hits"] += 1
             return cached
         self.stats["vision_cache_misses"] += 1
-        out = self.model.get_vision_features(pixel_values=self.preprocess(rgb))
+        pixel_values = self.preprocess(rgb)
+        if self._openvino is not None:
+            backbone, fpn, position = self._openvino(pixel_values)
+        else:
+            out = self.model.get_vision_features(pixel_values=pixel_values)
+            backbone, fpn, position = out.last_hidden_state, tuple(out.fpn_hidden_states), out.fpn_position_encoding
         self.stats["vision_passes"] += 1
         # Sam3Model.forward drops the last (0.5x) level itself, so all levels are passed through.
-        position = tuple(out.fpn_position_encoding)
+        position = tuple(position)
         # The sine position encodings depend only on the feature sizes: keep one copy per size so
         # eight cached images don't hold eight identical ~110 MB copies.
         position = self._position_encodings.setdefault(tuple(t.shape for t in position), position)
-        features = VisionFeatures(
-            fpn_hidden_states=tuple(out.fpn_hidden_states),
-            fpn_position_encoding=position,
-            backbone=out.last_hidden_state,
-        )
+        features = VisionFeatures(fpn_hidden_states=fpn, fpn_position_encoding=position, backbone=backbone)
         self.vision_cache.put(key, features)
         return features
 

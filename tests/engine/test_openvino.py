@@ -1,0 +1,95 @@
+"""The OpenVINO vision backend: exact against torch on the tiny model, and converted once per model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segserve.engine import openvino
+from segserve.engine.sam3 import Sam3Segmenter
+from segserve.types import SegmentOptions
+
+
+@pytest.fixture(scope="module")
+def ov_segmenter(tiny_model_path, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("openvino-cache")
+    seg = Sam3Segmenter.from_pretrained(
+        tiny_model_path, device="cpu", vision_backend="openvino", openvino_cache_dir=cache, cache=False
+    )
+    return seg, cache
+
+
+def test_vision_features_within_1e4_of_torch(ov_segmenter, tiny_segmenter, rgb_image):
+    seg, _ = ov_segmenter
+    assert seg.vision_backend == "openvino" and tiny_segmenter.vision_backend == "torch"
+    with torch.inference_mode():
+        ours = seg.encode_image(rgb_image)
+        tiny_segmenter.vision_cache.clear()
+        ref = tiny_segmenter.encode_image(rgb_image)
+    pairs = [(ours.backbone, ref.backbone), *zip(ours.fpn_hidden_states, ref.fpn_hidden_states)]
+    pairs += list(zip(ours.fpn_position_encoding, ref.fpn_position_encoding))
+    assert len(pairs) == 1 + 4 + 4
+    for got, want in pairs:
+        assert got.shape == want.shape and got.dtype == want.dtype
+        assert float((got - want).abs().max()) < 1e-4
+
+
+def test_segments_match_the_torch_backend(ov_segmenter, tiny_segmenter, rgb_image):
+    seg, _ = ov_segmenter
+    options = SegmentOptions(threshold=0.25, max_segments=1000)
+    ours = seg.segment(rgb_image, ["cat", "dog"], options)
+    ref = tiny_segmenter.segment(rgb_image, ["cat", "dog"], options)
+    assert ours.labels == ref.labels
+    np.testing.assert_allclose(ours.scores, ref.scores, atol=1e-4)
+    # The tiny random model's mask logits sit within ~1e-3 of the cut, so a 1e-6 feature difference
+    # may flip a few border pixels; on real weights masks are far from the cut.
+    assert np.mean(ours.masks != ref.masks) < 1e-3
+
+
+def test_converted_model_is_cached_on_disk_and_reused(ov_segmenter, tiny_model_path, monkeypatch):
+    _, cache = ov_segmenter
+    saved = list(cache.glob("*/vision_encoder.xml"))
+    assert len(saved) == 1 and saved[0].with_suffix(".bin").is_file()
+    import openvino as ov
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("a cached model must not be converted again")
+
+    monkeypatch.setattr(ov, "convert_model", no_conversion)
+    again = Sam3Segmenter.from_pretrained(
+        tiny_model_path, device="cpu", vision_backend="openvino", openvino_cache_dir=cache
+    )
+    assert again.vision_backend == "openvino"
+
+
+@pytest.mark.parametrize(
+    ("backend", "device", "dtype", "expected"),
+    [
+        ("torch", "cpu", torch.float32, False),  # asked for torch
+        ("auto", "cpu", torch.float32, False),  # the tiny model is too small to be worth converting
+        ("openvino", "cpu", torch.float32, True),  # asked for, and possible
+    ],
+)
+def test_backend_resolution(tiny_segmenter, backend, device, dtype, expected):
+    vision = tiny_segmenter.model.vision_encoder
+    assert openvino.should_use(backend, vision, torch.device(device), dtype) is expected
+
+
+@pytest.mark.parametrize(
+    ("backend", "dtype", "match"),
+    [
+        ("openvino", torch.bfloat16, "float32 only"),  # not exact in bf16
+        ("onnx", torch.float32, "must be 'auto', 'torch' or 'openvino'"),  # unknown name
+    ],
+)
+def test_backend_refusals_say_what_to_do(tiny_segmenter, backend, dtype, match):
+    with pytest.raises(ValueError, match=match):
+        openvino.should_use(backend, tiny_segmenter.model.vision_encoder, torch.device("cpu"), dtype)
+
+
+def test_auto_picks_openvino_for_a_full_size_encoder(tiny_segmenter, monkeypatch):
+    monkeypatch.setattr(openvino, "MIN_PARAMETERS", 1)  # stands in for the 450M-parameter ViT
+    vision = tiny_segmenter.model.vision_encoder
+    assert openvino.should_use("auto", vision, torch.device("cpu"), torch.float32)
+    assert not openvino.should_use("auto", vision, torch.device("cpu"), torch.bfloat16)
