@@ -266,7 +266,8 @@ def run(args: argparse.Namespace) -> None:
         f"Image {IMAGE_SIZE[1]}x{IMAGE_SIZE[0]} (resized to the model's "
         f"{engine.image_size}x{engine.image_size}); concepts {CONCEPTS}; threshold {OPTIONS.threshold} "
         f"(every query kept, up to {OPTIONS.max_segments} masks upsampled: worst-case post-processing). "
-        f"Medians of {args.repeats} interleaved run(s); ViT layers compiled: {args.compile}.\n"
+        f"Medians of {args.repeats} interleaved run(s); vision encoder: {engine.vision_backend}; "
+        f"ViT layers compiled: {args.compile}.\n"
     )
     print("### (a) naive reference vs segserve, cold cache\n")
     print("| path | 1 concept (s) | ratio | 3 concepts (s) | ratio |")

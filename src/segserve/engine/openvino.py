@@ -62,7 +62,8 @@ class OpenVINOVisionEncoder:
             model = core.read_model(path)
             log.info("OpenVINO vision encoder read from %s", path)
         else:
-            log.info("converting the vision encoder to OpenVINO (once; minutes for the full model)")
+            # A warning, so a CLI user sees why this first start takes minutes (and ~15 GB of memory).
+            log.warning("converting the vision encoder to OpenVINO: once per model, minutes for SAM 3")
             example = torch.zeros(1, 3, image_size, image_size)
             with torch.no_grad():
                 model = ov.convert_model(_Outputs(vision_encoder).eval(), example_input=example)
