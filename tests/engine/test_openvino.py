@@ -47,6 +47,15 @@ def test_segments_match_the_torch_backend(ov_segmenter, tiny_segmenter, rgb_imag
     assert np.mean(ours.masks != ref.masks) < 1e-3
 
 
+def test_conversion_sends_no_telemetry(ov_segmenter):
+    import sys
+
+    import openvino.tools.ovc.telemetry_utils as ovc_telemetry
+
+    assert sys.modules["openvino_telemetry"] is None
+    assert ovc_telemetry.tm.__name__ == "openvino.tools.ovc.telemetry_stub"  # the converter's no-op
+
+
 def test_converted_model_is_cached_on_disk_and_reused(ov_segmenter, tiny_model_path, monkeypatch):
     _, cache = ov_segmenter
     saved = list(cache.glob("*/vision_encoder.xml"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from pathlib import Path
 
 import torch
@@ -29,11 +30,20 @@ MIN_PARAMETERS = 50_000_000
 
 
 def available() -> bool:
+    _block_telemetry()  # before the first `import openvino`, which imports the telemetry package
     try:
         import openvino  # noqa: F401
     except ImportError:
         return False
     return True
+
+
+def _block_telemetry() -> None:
+    """OpenVINO's model converter reports usage to Google Analytics unless a consent file in the
+    home directory says no, and a self-hosted service must not phone home. With its optional
+    `openvino_telemetry` import blocked, the converter falls back to its own no-op stub."""
+    if "openvino_telemetry" not in sys.modules:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # makes `import` raise ImportError
 
 
 class _Outputs(torch.nn.Module):
@@ -52,6 +62,7 @@ class OpenVINOVisionEncoder:
     """Callable like `Sam3Model.get_vision_features`: pixel_values (1, 3, S, S) -> the three output groups."""
 
     def __init__(self, vision_encoder: torch.nn.Module, image_size: int, cache_dir: Path, model_id: str):
+        _block_telemetry()
         import openvino as ov
 
         self.levels = len(vision_encoder.config.scale_factors)
