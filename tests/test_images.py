@@ -10,6 +10,7 @@ from PIL import Image
 
 from segserve.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageFormatError
 from segserve.images import decode_image, to_rgb_array
+from segserve.testing import fits_bytes, png_claiming, psd_bytes
 
 
 def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -40,28 +41,6 @@ def palette_with_transparency() -> bytes:
 def animated_gif() -> bytes:
     frames = [Image.new("RGB", (10, 10), c) for c in ((255, 0, 0), (0, 255, 0))]
     return encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
-
-
-def png_header_claiming(width: int, height: int) -> bytes:
-    import zlib
-
-    data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
-    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")  # IHDR width/height
-    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # a valid chunk CRC, so only the size is odd
-    return bytes(data)
-
-
-def fits() -> bytes:
-    cards = [
-        "SIMPLE  =                    T",
-        "BITPIX  =                    8",
-        "NAXIS   =                    2",
-        "NAXIS1  =                    4",
-        "NAXIS2  =                    4",
-        "END",
-    ]
-    header = "".join(card.ljust(80) for card in cards).ljust(2880).encode()
-    return header + bytes(16).ljust(2880, b"\0")
 
 
 @pytest.mark.parametrize(
@@ -124,12 +103,12 @@ def test_every_exif_orientation_gives_the_displayed_frame(orientation):
         (b"hello, I am a text file named photo.jpg\n", InvalidImageError),  # text
         (np.random.default_rng(0).bytes(5000), InvalidImageError),  # random bytes
         (encode(gradient(400, 300), "JPEG")[:2000], InvalidImageError),  # JPEG cut short
-        (png_header_claiming(100_000, 100_000), ImageTooLargeError),  # header bomb, never allocated
+        (png_claiming(100_000, 100_000), ImageTooLargeError),  # header bomb, never allocated
         (encode(Image.new("RGB", (16, 16)), "ICO"), UnsupportedImageFormatError),  # ICO
         (encode(Image.new("RGB", (16, 16)), "PDF"), UnsupportedImageFormatError),  # PDF
         (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', UnsupportedImageFormatError),  # SVG
         (b"<svg xmlns='http://www.w3.org/2000/svg' width='10' height='10'></svg>", UnsupportedImageFormatError),  # SVG
-        (fits(), UnsupportedImageFormatError),  # FITS
+        (fits_bytes(), UnsupportedImageFormatError),  # FITS
     ],
 )
 def test_bad_bytes_get_the_right_error(data, error):
@@ -140,12 +119,8 @@ def test_bad_bytes_get_the_right_error(data, error):
 
 
 def test_psd_is_unsupported():
-    # The smallest valid PSD header: signature, version 1, 3 channels, 1x1, 8 bits, RGB, empty sections.
-    header = b"8BPS" + (1).to_bytes(2, "big") + b"\0" * 6 + (3).to_bytes(2, "big")
-    header += (1).to_bytes(4, "big") * 2 + (8).to_bytes(2, "big") + (3).to_bytes(2, "big")
-    psd = header + b"\0" * 4 * 3 + (0).to_bytes(2, "big") + b"\0\0\0"
     with pytest.raises(UnsupportedImageFormatError, match="PSD"):
-        decode_image(psd)
+        decode_image(psd_bytes())
 
 
 def test_pixel_limit_is_configurable():

@@ -8,8 +8,6 @@ picture the test drew; a few cases also go through the tiny SAM 3 to check the r
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -17,35 +15,7 @@ from api_support import app_client, assert_good_request_works, encode, picture, 
 from PIL import Image
 
 from segserve.masks import rle_decode
-
-
-def _png_claiming(w: int, h: int) -> bytes:
-    """A PNG whose IHDR says w x h (8-bit RGB) followed by a tiny IDAT: nothing that big exists."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
-def _psd() -> bytes:
-    # Photoshop header: signature, version 1, reserved, 3 channels, 4 x 4, 8 bits, RGB; empty sections.
-    header = b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, 4, 4, 8, 3)
-    return header + struct.pack(">III", 0, 0, 0) + struct.pack(">H", 0) + b"\0" * 48
-
-
-def _fits() -> bytes:
-    cards = [
-        "SIMPLE  =                    T",
-        "BITPIX  =                    8",
-        "NAXIS   =                    2",
-        "NAXIS1  =                    4",
-        "NAXIS2  =                    4",
-        "END",
-    ]
-    header = "".join(c.ljust(80) for c in cards).ljust(2880).encode()
-    return header + b"\0" * 2880
+from segserve.testing import fits_bytes, png_claiming, psd_bytes
 
 
 def _jpeg() -> bytes:
@@ -58,10 +28,10 @@ BAD_IMAGES = [
     (np.random.default_rng(7).bytes(4096), 422, "invalid_image"),  # random bytes
     (_jpeg()[: len(_jpeg()) // 2], 422, "invalid_image"),  # a JPEG cut in half (fails on load())
     (png()[:60], 422, "invalid_image"),  # a PNG cut short
-    (_png_claiming(100_000, 100_000), 413, "image_too_large"),  # header claims 10 gigapixels
-    (_png_claiming(8000, 8000), 413, "image_too_large"),  # 64 MP: over the 50 MP default and this test's 20 MP
-    (_psd(), 415, "unsupported_image_format"),  # Photoshop
-    (_fits(), 415, "unsupported_image_format"),  # FITS
+    (png_claiming(100_000, 100_000), 413, "image_too_large"),  # header claims 10 gigapixels
+    (png_claiming(8000, 8000), 413, "image_too_large"),  # 64 MP: over the 50 MP default and this test's 20 MP
+    (psd_bytes(), 415, "unsupported_image_format"),  # Photoshop
+    (fits_bytes(), 415, "unsupported_image_format"),  # FITS
     (b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n", 415, "unsupported_image_format"),  # PDF
     (b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>', 415, "unsupported_image_format"),  # SVG
     (encode(Image.new("RGB", (16, 16)), "ICO"), 415, "unsupported_image_format"),  # Windows icon
