@@ -55,10 +55,19 @@ def test_metrics_label_unknown_paths_boundedly(client):
 
 
 def test_metrics_expose_engine_counters(tiny_segmenter):
+    import re
+
+    def counter(text: str, name: str) -> float:
+        return float(re.search(rf"^segserve_engine_{name}_total (\S+)$", text, re.M).group(1))
+
     with app_client(tiny_segmenter) as c:
         upload(c, png(), prompt="thing")
-        text = c.get("/metrics").text
-        assert "segserve_engine_vision_passes_total" in text
+        before = c.get("/metrics").text
+        upload(c, png(), prompt="another thing")  # the same image: its vision features are cached
+        after = c.get("/metrics").text
+    assert counter(after, "vision_passes") == counter(before, "vision_passes")
+    assert counter(after, "vision_cache_hits") == counter(before, "vision_cache_hits") + 1
+    assert counter(after, "vision_cache_misses") == counter(before, "vision_cache_misses")
 
 
 def test_openapi_describes_the_three_body_forms_and_bearer_auth(client):
