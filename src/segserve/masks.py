@@ -33,14 +33,14 @@ def rle_encode_many(masks: np.ndarray) -> list[dict[str, Any]]:
         raise ValueError(f"rle_encode_many expects (N, H, W) masks, got shape {masks.shape}")
     if len(masks) == 0:
         return []
-    rles = coco_mask.encode(_fortran_stack(masks))
+    rles = coco_mask.encode(fortran_stack(masks))
     return [
         {"size": [int(r["size"][0]), int(r["size"][1])], "counts": base64.b64encode(r["counts"]).decode()}
         for r in rles
     ]
 
 
-def _fortran_stack(masks: np.ndarray) -> np.ndarray:
+def fortran_stack(masks: np.ndarray) -> np.ndarray:
     """(N, H, W) -> the (H, W, N) Fortran-ordered uint8 array pycocotools encodes as a batch.
 
     That is one column-major copy of each mask. OpenCV's SIMD transpose makes it about twice as

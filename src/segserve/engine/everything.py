@@ -36,6 +36,7 @@ import torch
 from pycocotools import mask as coco_mask
 
 from segserve.errors import InvalidParameterError, ModelLoadError
+from segserve.masks import fortran_stack
 from segserve.settings import COCO_CATEGORIES
 from segserve.types import SegmentationResult, SegmentOptions
 
@@ -294,7 +295,7 @@ def rle_mask_iou(masks: np.ndarray) -> np.ndarray:
     n = len(masks)
     if n == 0:
         return np.zeros((0, 0))
-    rles = coco_mask.encode(np.asfortranarray(masks.transpose(1, 2, 0), dtype=np.uint8))
+    rles = coco_mask.encode(fortran_stack(masks))
     return np.asarray(coco_mask.iou(rles, rles, [0] * n)).reshape(n, n)
 
 
