@@ -7,16 +7,16 @@
 
 from __future__ import annotations
 
-import colorsys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from segserve import masks as masks_mod
+from segserve import render
 
 MaskFormat = Literal["rle", "polygon", "none"]
 MASK_FORMATS: tuple[str, ...] = ("rle", "polygon", "none")
@@ -198,8 +198,9 @@ class SegmentationResult:
             segments.append(seg)
         return {"num_segments": len(segments), "segments": segments}
 
-    # --- pictures --------------------------------------------------------------------------
-    def _require(self, image: np.ndarray | Image.Image | None) -> np.ndarray:
+    # --- pictures (drawn by segserve.render) ---------------------------------------------------
+    def _pixels(self, image: np.ndarray | Image.Image | None) -> np.ndarray:
+        """The RGB pixels to draw on: `image` if given, else the result's own; checked against the masks."""
         if image is not None:
             arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
         elif self.image is not None:
@@ -217,13 +218,9 @@ class SegmentationResult:
 
         Cropped to the segment's box unless `crop=False`.
         """
-        arr = self._require(image)
+        arr = self._pixels(image)
         seg = self[i]
-        rgba = np.dstack([arr, np.where(seg.mask, 255, 0).astype(np.uint8)])
-        if crop:
-            x1, y1, x2, y2 = seg.bbox
-            rgba = rgba[y1:y2, x1:x2]
-        return Image.fromarray(rgba, "RGBA")
+        return render.cutout(arr, seg.mask, seg.bbox if crop else None)
 
     def overlay(
         self,
@@ -233,40 +230,6 @@ class SegmentationResult:
         labels: bool = True,
     ) -> Image.Image:
         """The image with each mask in its own colour, its outline, and a `label 0.93` tag."""
-        arr = self._require(image).astype(np.float32)
-        out = arr.copy()
-        colors = palette(len(self))
-        for i in range(len(self)):
-            m = self.masks[i]
-            out[m] = out[m] * (1 - opacity) + np.array(colors[i], np.float32) * opacity
-        if outline:
-            for i in range(len(self)):
-                out[_edges(self.masks[i])] = colors[i]
-        img = Image.fromarray(out.clip(0, 255).astype(np.uint8), "RGB")
-        if labels and len(self):
-            draw = ImageDraw.Draw(img)
-            font = ImageFont.load_default()
-            for i, seg in enumerate(self):
-                tag = f"{seg.label} {seg.confidence:.2f}"
-                x1, y1 = seg.bbox[0], seg.bbox[1]
-                left, top, right, bottom = draw.textbbox((x1, y1), tag, font=font)
-                ty = max(0, y1 - (bottom - top) - 4)
-                draw.rectangle((x1, ty, x1 + (right - left) + 4, ty + (bottom - top) + 4), fill=colors[i])
-                draw.text((x1 + 2, ty + 2 - (top - y1)), tag, fill=(255, 255, 255), font=font)
-        return img
-
-
-def palette(n: int) -> list[tuple[int, int, int]]:
-    """n well-separated colours (golden-ratio hues), the same ones the playground uses."""
-    out = []
-    for i in range(n):
-        r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.75, 0.95)
-        out.append((int(r * 255), int(g * 255), int(b * 255)))
-    return out
-
-
-def _edges(mask: np.ndarray) -> np.ndarray:
-    """Pixels of the mask that touch a pixel outside it (4-neighbourhood)."""
-    padded = np.pad(mask, 1, constant_values=False)
-    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    return mask & ~interior
+        arr = self._pixels(image)
+        tags = [f"{seg.label} {seg.confidence:.2f}" for seg in self] if labels else None
+        return render.overlay(arr, self.masks, self.boxes, tags, opacity=opacity, outline=outline)

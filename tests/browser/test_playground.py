@@ -22,7 +22,7 @@ from PIL import Image
 from playwright.sync_api import Browser, Page
 
 from segserve.masks import rle_decode
-from segserve.types import _edges, palette
+from segserve.render import mask_edges, palette
 
 SEGMENT_URL = "/v1/images/segmentation"
 
@@ -76,7 +76,7 @@ def _expected_layer(masks: np.ndarray, indices: list[int], opacity: float) -> tu
         m = masks[i]
         rgb[m] = colors[i]
         alpha[m] = round(opacity * 255)
-        alpha[_edges(m)] = 255
+        alpha[mask_edges(m)] = 255
     return rgb, alpha
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from segserve.masks import mask_to_box, rle_encode
-from segserve.types import _edges, palette
+from segserve.render import mask_edges, palette
 
 WEB = Path(__file__).resolve().parents[2] / "src" / "segserve" / "web"
 NODE = shutil.which("node") or "/usr/bin/node"
@@ -157,7 +157,7 @@ def test_mask_layer_and_palette_match_the_cli_overlay(tmp_path: Path, opacity: f
         m = masks[i]
         want[m, :3] = colors[i]
         want[m, 3] = round(opacity * 255)
-        want[_edges(m), 3] = 255
+        want[mask_edges(m), 3] = 255
     assert (layer == want).all(), np.argwhere((layer != want).any(-1))[:5]
 
 
