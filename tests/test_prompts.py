@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from segserve.errors import InvalidPromptError
-from segserve.prompts import MAX_TEXT_TOKENS, parse_prompt, tokenize_concepts
+from segserve.prompts import MAX_TEXT_TOKENS, Concept, as_concepts, parse_prompt, tokenize_concepts
 
 
 @pytest.mark.parametrize(
@@ -25,7 +25,26 @@ from segserve.prompts import MAX_TEXT_TOKENS, parse_prompt, tokenize_concepts
     ],
 )
 def test_parse_prompt(prompt, concepts):
-    assert parse_prompt(prompt) == concepts
+    assert [c.label for c in parse_prompt(prompt)] == concepts
+
+
+def labels(prompt: str, **limits: int) -> list[str]:
+    return [c.label for c in parse_prompt(prompt, **limits)]
+
+
+@pytest.mark.parametrize(
+    ("concept", "label", "text"),
+    [
+        (Concept("dog"), "dog", "dog"),  # the model reads the label itself
+        (Concept("人", "person"), "人", "person"),  # resolved: answered as the user wrote it, read in English
+    ],
+)
+def test_a_concept_keeps_its_label_apart_from_the_models_text(concept, label, text):
+    assert (concept.label, concept.text) == (label, text)
+
+
+def test_engine_shorthand_strings_become_concepts():
+    assert as_concepts(["dog", Concept("人", "person")]) == [Concept("dog"), Concept("人", "person")]
 
 
 @pytest.mark.parametrize(
@@ -43,11 +62,11 @@ def test_parse_prompt_limits(prompt, match):
 
 
 def test_limits_are_configurable_and_repeats_do_not_count():
-    assert parse_prompt("a,b,c", max_concepts=3) == ["a", "b", "c"]
-    assert parse_prompt("a,b,a,B", max_concepts=2) == ["a", "b"]
+    assert labels("a,b,c", max_concepts=3) == ["a", "b", "c"]
+    assert labels("a,b,a,B", max_concepts=2) == ["a", "b"]
     with pytest.raises(InvalidPromptError):
         parse_prompt("a,b,c", max_concepts=2)
-    assert parse_prompt("x" * 200) == ["x" * 200]
+    assert labels("x" * 200) == ["x" * 200]
 
 
 def test_tokenize_truncates_at_the_encoder_limit(tiny_model_path):

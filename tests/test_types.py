@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segserve.errors import InvalidParameterError, InvalidPromptError
 from segserve.masks import rle_decode
-from segserve.types import SegmentationResult, SegmentOptions
+from segserve.settings import Settings
+from segserve.types import SegmentationResult, SegmentOptions, SegmentRequest
 
 
 def _result(with_image: bool = True) -> SegmentationResult:
@@ -131,15 +133,105 @@ def test_pictures_need_an_image():
     assert ok.size == (30, 20)
 
 
+# --- selection and merging ------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize(
-    "kwargs",
+    ("rows", "labels"),
     [
-        {"threshold": 1.5},  # above 1
-        {"threshold": -0.1},  # below 0
-        {"mask_threshold": 2},  # above 1
-        {"max_segments": 0},  # nothing to return
+        (np.array([2, 0]), ["dog", "dog"]),  # indices, in the order given
+        (np.array([True, False, True]), ["dog", "dog"]),  # a boolean mask
+        (slice(1, None), ["cat", "dog"]),  # a slice
+        (np.array([], dtype=np.int64), []),  # nothing: an empty result of the same image
     ],
 )
-def test_options_are_validated(kwargs):
-    with pytest.raises(ValueError):
-        SegmentOptions(**kwargs)
+def test_selecting_rows_gives_a_result_of_those_rows(rows, labels):
+    result = _result()
+    picked = result[rows]
+    assert isinstance(picked, SegmentationResult) and picked.labels == labels
+    want = np.arange(3)[rows]
+    np.testing.assert_array_equal(picked.masks, result.masks[want])
+    np.testing.assert_array_equal(picked.boxes, result.boxes[want])
+    np.testing.assert_array_equal(picked.scores, result.scores[want])
+    assert picked.image_size == result.image_size and picked.image is result.image
+
+
+def test_a_boolean_mask_of_the_wrong_length_is_refused():
+    with pytest.raises(IndexError):
+        _result()[np.array([True, False])]
+
+
+def test_merge_sorts_by_confidence_and_keeps_ties_in_order():
+    result = _result()
+    a, b = result[np.array([1, 2])], result[np.array([0])]  # cat 0.8, dog 0.51 | dog 0.91
+    tie = result[np.array([1])]
+    merged = SegmentationResult.merge([a, b, tie])
+    assert merged.labels == ["dog", "cat", "cat", "dog"]
+    np.testing.assert_array_equal(merged.scores, np.float32([0.91234, 0.8, 0.8, 0.51]))
+    np.testing.assert_array_equal(merged.masks[0], result.masks[0])
+    assert SegmentationResult.merge([a, SegmentationResult.empty(a.image_size)]).labels == ["cat", "dog"]
+
+
+def test_merge_refuses_results_of_different_images():
+    with pytest.raises(ValueError, match="different images"):
+        SegmentationResult.merge([_result(), SegmentationResult.empty((5, 5))])
+
+
+# --- options and requests -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "value"),
+    [
+        ({}, "threshold", 0.5),  # nothing given: the setting
+        ({"threshold": None}, "threshold", 0.5),  # None means "not given"
+        ({"threshold": 0.25}, "threshold", 0.25),  # a number
+        ({"threshold": "0.25"}, "threshold", 0.25),  # a form field's string
+        ({"max_segments": "7"}, "max_segments", 7),  # an integer from a form
+        ({"mask_format": "polygon"}, "mask_format", "polygon"),  # a choice
+        ({"everything_mode": "vocabulary"}, "everything_mode", "vocabulary"),  # the everything mode is an option too
+    ],
+)
+def test_resolve_takes_each_given_value_else_the_setting(overrides, field, value):
+    assert getattr(SegmentOptions.resolve(None, **overrides), field) == value
+
+
+def test_resolve_falls_back_to_the_servers_settings():
+    settings = Settings.defaults().replace(threshold=0.3, max_segments=7, everything_mode="vocabulary")
+    options = SegmentOptions.resolve(settings, max_segments=2)
+    assert (options.threshold, options.max_segments, options.everything_mode) == (0.3, 2, "vocabulary")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "param"),
+    [
+        ({"threshold": 1.5}, "threshold"),  # above 1
+        ({"threshold": -0.1}, "threshold"),  # below 0
+        ({"threshold": "abc"}, "threshold"),  # not a number
+        ({"threshold": True}, "threshold"),  # JSON true is not 1.0
+        ({"threshold": float("nan")}, "threshold"),  # NaN
+        ({"mask_threshold": 2}, "mask_threshold"),  # above 1
+        ({"max_segments": 0}, "max_segments"),  # nothing to return
+        ({"max_segments": 10_001}, "max_segments"),  # over the limit in Settings
+        ({"max_segments": 2.5}, "max_segments"),  # not an integer
+        ({"mask_format": "png"}, "mask_format"),  # not a mask format
+        ({"everything_mode": "panoptic"}, "everything_mode"),  # not a mode
+    ],
+)
+def test_resolve_refuses_bad_values_naming_the_field(overrides, param):
+    with pytest.raises(InvalidParameterError) as info:
+        SegmentOptions.resolve(None, **overrides)
+    assert info.value.param == param and info.value.status == 400
+
+
+def test_an_unknown_option_is_a_programming_error():
+    with pytest.raises(TypeError, match="unknown option 'treshold'"):
+        SegmentOptions.resolve(None, treshold=0.3)
+
+
+def test_request_resolves_the_prompt_within_the_settings_limits():
+    request = SegmentRequest.resolve(None, prompt="dog, cat，dog", mask_format="none")
+    assert [c.label for c in request.concepts] == ["dog", "cat"] and request.options.mask_format == "none"
+    assert SegmentRequest.resolve(None).concepts == ()  # no prompt: segment everything
+    with pytest.raises(InvalidPromptError, match="3 concepts"):
+        SegmentRequest.resolve(Settings.defaults().replace(max_concepts=2), prompt="a, b, c")

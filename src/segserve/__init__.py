@@ -25,6 +25,8 @@ _EXPORTS = {
     "Settings": "segserve.settings",
     "SegserveError": "segserve.errors",
     "parse_prompt": "segserve.prompts",
+    "Concept": "segserve.prompts",
+    "SegmentRequest": "segserve.types",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

@@ -1,41 +1,70 @@
-"""Prompt strings -> concepts.
+"""Prompt strings -> concepts, the things the engine looks for.
 
->>> parse_prompt("dog, cat，人;Dog\\n")
+>>> [c.label for c in parse_prompt("dog, cat，人;Dog\\n")]
 ['dog', 'cat', '人']
 >>> parse_prompt(" , ;")
 []
+
+A `Concept` keeps apart what the segments are called (`label`: the user's own words) and what the
+model is given (`text`), so a concept can be resolved to other words (a translation) or be given by
+exemplars instead of words without touching the engine's contract.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from segserve.errors import InvalidPromptError
+from segserve.settings import Settings
 
 # `,` plus the full-width comma and the ideographic comma, `;` and newlines separate concepts.
 _SEPARATORS = re.compile(r"[,，、;；\r\n]+")
 
-MAX_CONCEPTS = 16
-MAX_CONCEPT_CHARS = 200
 # SAM 3's text encoder has 32 positions (CLIP's context); longer token sequences crash it.
 MAX_TEXT_TOKENS = 32
+
+
+@dataclass(frozen=True)
+class Concept:
+    """One kind of thing to find.
+
+    `label` names its segments in the answer, exactly as the client wrote it (trimmed);
+    `text` is what the text encoder reads (by default the label itself).
+    """
+
+    label: str
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.text:
+            object.__setattr__(self, "text", self.label)
+
+
+def as_concepts(concepts: Iterable[Concept | str]) -> list[Concept]:
+    """Concepts as given to the engine: `Concept`s, or plain strings as a shorthand."""
+    return [c if isinstance(c, Concept) else Concept(str(c)) for c in concepts]
 
 
 def parse_prompt(
     prompt: str | None,
     *,
-    max_concepts: int = MAX_CONCEPTS,
-    max_concept_chars: int = MAX_CONCEPT_CHARS,
-) -> list[str]:
+    max_concepts: int | None = None,
+    max_concept_chars: int | None = None,
+) -> list[Concept]:
     """Split, trim, drop empties, merge repeats case-insensitively (first spelling wins), check limits.
 
-    An empty result means "segment everything".
+    The limits default to `Settings`'; an empty result means "segment everything".
     """
+    defaults = Settings.defaults()
+    max_concepts = defaults.max_concepts if max_concepts is None else max_concepts
+    max_concept_chars = defaults.max_concept_chars if max_concept_chars is None else max_concept_chars
     if prompt is None:
         return []
     if not isinstance(prompt, str):
         raise InvalidPromptError("`prompt` must be a string of concepts separated by commas.", param="prompt")
-    concepts: list[str] = []
+    concepts: list[Concept] = []
     seen: set[str] = set()
     for part in _SEPARATORS.split(prompt):
         concept = " ".join(part.split())  # trim and collapse inner whitespace
@@ -51,7 +80,7 @@ def parse_prompt(
                 param="prompt",
             )
         seen.add(key)
-        concepts.append(concept)
+        concepts.append(Concept(concept))
     if len(concepts) > max_concepts:
         raise InvalidPromptError(
             f"The prompt has {len(concepts)} concepts; at most {max_concepts} are allowed per request. "
@@ -61,11 +90,9 @@ def parse_prompt(
     return concepts
 
 
-def tokenize_concepts(tokenizer, concepts: list[str], max_length: int = MAX_TEXT_TOKENS) -> dict:
+def tokenize_concepts(tokenizer, texts: list[str], max_length: int = MAX_TEXT_TOKENS) -> dict:
     """Tokenise for SAM 3's text encoder: padded to and truncated at `max_length` tokens.
 
     `Sam3Processor` pads to 32 but does not truncate; an overlong concept would crash the encoder.
     """
-    return tokenizer(
-        concepts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt"
-    )
+    return tokenizer(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")

@@ -1,15 +1,20 @@
-"""One place for every knob and limit. Read from `SEGSERVE_*` variables or a `.env` file.
+"""One place for every knob, limit and default. Read from `SEGSERVE_*` variables or a `.env` file.
 
-Nothing else in segserve reads `os.environ`: build a `Settings()` (or pass keyword overrides,
-`Settings(max_queue=2)`) and hand it down.
+Nothing else in segserve reads `os.environ`: the server and the CLI build one `Settings()` and hand
+it down; library code that is given none uses `Settings.defaults()`, which ignores the environment.
+The per-request fields (threshold, ..., everything_mode) are reused as-is by `SegmentOptions`, so
+their defaults, ranges and descriptions exist once, here.
+
+>>> Settings.defaults().replace(max_queue=2).max_queue
+2
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The 80 COCO object categories: vocabulary-mode's default list of concepts.
@@ -27,6 +32,13 @@ COCO_CATEGORIES: tuple[str, ...] = (
 )  # fmt: skip
 
 
+MaskFormat = Literal["rle", "polygon", "none"]
+MASK_FORMATS: tuple[str, ...] = get_args(MaskFormat)
+EverythingMode = Literal["grid", "vocabulary"]
+EVERYTHING_MODES: tuple[str, ...] = get_args(EverythingMode)
+VisionBackend = Literal["auto", "torch", "openvino"]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEGSERVE_", env_file=".env", extra="ignore")
 
@@ -40,17 +52,24 @@ class Settings(BaseSettings):
     compile_vision: bool = False
     # Who runs the ViT: "auto" = OpenVINO for a full-size fp32 model on the CPU when `openvino` is
     # installed (exact to ~2e-5, ~15 % faster; converted once into openvino_cache_dir), else torch
-    vision_backend: Literal["auto", "torch", "openvino"] = "auto"
-    openvino_cache_dir: str = "~/.cache/segserve/openvino"  # converted vision encoders, one folder per model
+    vision_backend: VisionBackend = "auto"
+    openvino_cache_dir: Path = Path("~/.cache/segserve/openvino")  # converted vision encoders, one folder per model
 
-    # --- inference defaults (a request may override them) -----------------------------------
-    threshold: float = Field(0.5, ge=0.0, le=1.0)  # minimum confidence kept
-    mask_threshold: float = Field(0.5, ge=0.0, le=1.0)  # mask probability cut-off
-    max_segments: int = Field(100, ge=1, le=10_000)  # cap after sorting by confidence
+    # --- per-request defaults: a request may override each (SegmentOptions reuses these fields) --
+    threshold: float = Field(0.5, ge=0.0, le=1.0, allow_inf_nan=False, description="minimum confidence kept")
+    mask_threshold: float = Field(0.5, ge=0.0, le=1.0, allow_inf_nan=False, description="mask probability cut-off")
+    max_segments: int = Field(100, ge=1, le=10_000, description="cap on segments, applied after sorting by confidence")
+    mask_format: MaskFormat = Field(
+        "rle", description="`rle` (COCO RLE, base64), `polygon` (outlines) or `none` (boxes only)"
+    )
+    everything_mode: EverythingMode = Field(
+        "grid", description="what an empty prompt runs: `grid` (SAM-style, label 'object') or `vocabulary`"
+    )
+
+    # --- prompts and the engine ----------------------------------------------------------------
     max_concepts: int = Field(16, ge=1, le=256)  # concepts per prompt
     max_concept_chars: int = Field(200, ge=1)  # characters per concept
     concept_batch: int = Field(16, ge=1)  # concepts per detector pass (bounds memory)
-    everything_mode: Literal["grid", "vocabulary"] = "grid"  # what an empty prompt runs
     grid_points: int = Field(32, ge=1, le=128)  # grid mode: prompt points per side (32 -> 1024 points)
     grid_batch: int = Field(64, ge=1)  # grid mode: points decoded per tracker pass (bounds memory)
     pred_iou_thresh: float = Field(0.88, ge=0.0, le=1.0)  # grid mode: keep masks whose predicted IoU reaches this
@@ -60,7 +79,8 @@ class Settings(BaseSettings):
     vocabulary: str = ", ".join(COCO_CATEGORIES)  # vocabulary mode: comma-separated concepts (default COCO's 80)
 
     # --- caches ------------------------------------------------------------------------------
-    cache_mb: int = Field(0, ge=0)  # vision-feature cache in MiB; 0 = room for ~8 images
+    cache: bool = True  # keep vision and text features of recent inputs (off: every request runs the ViT)
+    cache_mb: float = Field(0, ge=0)  # vision-feature cache in MiB; 0 = room for ~8 images
     text_cache_size: int = Field(256, ge=0)  # concepts whose text features are kept
 
     # --- HTTP server -------------------------------------------------------------------------
@@ -70,11 +90,12 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = None  # file with one key per line (# comments allowed)
     api_key: str = ""  # the key `segserve segment --server` sends (SEGSERVE_API_KEY)
     no_auth: bool = False  # serve without keys (logs a warning); only for local use
-    max_queue: int = Field(16, ge=1)  # requests waiting for the model beyond the running one
+    max_queue: int = Field(16, ge=0)  # requests waiting beyond the running ones (0: refuse whenever busy)
     workers: int = Field(1, ge=1)  # inference threads (1 is right for one GPU)
     request_timeout: float = Field(300.0, gt=0)  # seconds a request may wait + run -> 504
     retry_after: int = Field(5, ge=1)  # seconds advertised in Retry-After with a 429
     warmup: bool = True  # run one inference before /readyz says ready
+    exit_on_load_error: bool = True  # exit non-zero when the model fails to load (off: stay up, /readyz 503)
     shutdown_grace: float = Field(30.0, ge=0)  # seconds running requests get after SIGTERM
 
     # --- image intake ------------------------------------------------------------------------
@@ -86,6 +107,22 @@ class Settings(BaseSettings):
     url_timeout: float = Field(10.0, gt=0)  # seconds for a whole URL fetch, redirects included
     url_max_redirects: int = Field(5, ge=0)  # redirects followed, each re-checked
     url_allow: str = ""  # comma-separated hosts or CIDRs exempt from the private-address ban
+
+    @field_validator("vocabulary")
+    @classmethod
+    def _vocabulary_names_something(cls, value: str) -> str:
+        if not value.replace(",", " ").replace(";", " ").strip():
+            raise ValueError("the vocabulary needs at least one concept, e.g. 'person, car, dog'")
+        return value
+
+    @classmethod
+    def defaults(cls) -> Settings:
+        """The built-in defaults, whatever the environment says: what library code uses when given nothing."""
+        return cls.model_construct()
+
+    def replace(self, **changes: Any) -> Settings:
+        """A validated copy with `changes` applied; the environment is not read again."""
+        return type(self).model_validate({**self.model_dump(), **changes})
 
     def api_key_list(self) -> list[str]:
         """Keys from `api_keys` and `api_keys_file`, in that order, blanks and comments dropped."""

@@ -1,4 +1,5 @@
-"""What the engine returns: `SegmentationResult` (columnar, like supervision's `Detections`).
+"""What a request asks (`SegmentRequest`: concepts + `SegmentOptions`) and what the engine returns
+(`SegmentationResult`: columnar, like supervision's `Detections`).
 
 >>> r = SegmentationResult.empty((480, 640))
 >>> len(r), r.to_dict()
@@ -8,35 +9,84 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, overload
 
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from segserve import masks as masks_mod
 from segserve import render
+from segserve.errors import InvalidParameterError
+from segserve.prompts import Concept, parse_prompt
+from segserve.settings import MASK_FORMATS, EverythingMode, MaskFormat, Settings
 
-MaskFormat = Literal["rle", "polygon", "none"]
-MASK_FORMATS: tuple[str, ...] = ("rle", "polygon", "none")
+_SETTINGS = Settings.model_fields
+
+
+class SegmentOptions(BaseModel):
+    """Every per-request knob. Defaults, ranges and descriptions are the `Settings` fields of the
+    same names, so the server's defaults, the OpenAPI schema and the CLI all come from one table.
+
+    >>> SegmentOptions.resolve(None, threshold="0.3", max_segments=None).threshold
+    0.3
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threshold: float = _SETTINGS["threshold"]
+    mask_threshold: float = _SETTINGS["mask_threshold"]
+    max_segments: int = _SETTINGS["max_segments"]
+    mask_format: MaskFormat = _SETTINGS["mask_format"]
+    everything_mode: EverythingMode = _SETTINGS["everything_mode"]
+
+    @classmethod
+    def resolve(cls, settings: Settings | None = None, **overrides: Any) -> SegmentOptions:
+        """The options of one request: each override that is not None, else the setting of that name.
+
+        Overrides may be strings (form fields); booleans are refused for numbers (JSON `true` is not
+        1.0). Raises `InvalidParameterError` naming the field.
+        """
+        base = settings or Settings.defaults()
+        values = {name: getattr(base, name) for name in cls.model_fields}
+        for name, value in overrides.items():
+            if name not in cls.model_fields:
+                raise TypeError(f"unknown option {name!r}; options are {', '.join(cls.model_fields)}")
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                raise InvalidParameterError(f"`{name}` must not be a boolean; got {value!r}.", param=name)
+            values[name] = value
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = str(first["loc"][0]) if first["loc"] else None
+            raise InvalidParameterError(f"Invalid `{name}` ({first['input']!r}): {first['msg']}.", param=name) from None
 
 
 @dataclass(frozen=True)
-class SegmentOptions:
-    """Per-request knobs; the defaults reproduce the reference API."""
+class SegmentRequest:
+    """What one request asks of the engine: the concepts to find and the options.
 
-    threshold: float = 0.5  # minimum confidence kept
-    mask_threshold: float = 0.5  # mask probability cut-off
-    max_segments: int = 100  # cap after sorting by confidence
+    >>> r = SegmentRequest.resolve(None, prompt="dog, cat", threshold=0.3)
+    >>> [c.label for c in r.concepts], r.options.threshold
+    (['dog', 'cat'], 0.3)
+    """
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
-        if not 0.0 <= self.mask_threshold <= 1.0:
-            raise ValueError(f"mask_threshold must be in [0, 1], got {self.mask_threshold}")
-        if self.max_segments < 1:
-            raise ValueError(f"max_segments must be >= 1, got {self.max_segments}")
+    concepts: tuple[Concept, ...] = ()
+    options: SegmentOptions = field(default_factory=SegmentOptions)
+
+    @classmethod
+    def resolve(cls, settings: Settings | None = None, *, prompt: str | None = None, **options: Any) -> SegmentRequest:
+        """The request a client's fields describe, within `settings`' limits and with its defaults."""
+        settings = settings or Settings.defaults()
+        concepts = parse_prompt(
+            prompt, max_concepts=settings.max_concepts, max_concept_chars=settings.max_concept_chars
+        )
+        return cls(tuple(concepts), SegmentOptions.resolve(settings, **options))
 
 
 @dataclass(frozen=True)
@@ -147,7 +197,26 @@ class SegmentationResult:
         for i in range(len(self)):
             yield self[i]
 
-    def __getitem__(self, i: int) -> Segment:
+    @overload
+    def __getitem__(self, index: int | np.integer) -> Segment: ...
+    @overload
+    def __getitem__(self, index: slice | np.ndarray | list[int] | list[bool]) -> SegmentationResult: ...
+    def __getitem__(self, index):
+        """`result[i]` is one `Segment`; `result[rows]` (a slice, indices or a boolean mask) is a
+        `SegmentationResult` of those rows, in that order (supervision's selection)."""
+        if isinstance(index, (int, np.integer)):
+            return self._segment(int(index))
+        rows = np.arange(len(self))[index]  # numpy checks bounds and boolean-mask lengths
+        return SegmentationResult(
+            masks=None if self.masks is None else self.masks[rows],
+            boxes=self.boxes[rows],
+            scores=self.scores[rows],
+            labels=[self.labels[i] for i in rows.tolist()],
+            image_size=self.image_size,
+            image=self.image,
+        )
+
+    def _segment(self, i: int) -> Segment:
         if not -len(self) <= i < len(self):
             raise IndexError(f"segment index {i} out of range for {len(self)} segments")
         i = i % len(self)
@@ -159,6 +228,25 @@ class SegmentationResult:
             bbox=(x1, y1, x2, y2),
             mask=None if self.masks is None else self.masks[i],
         )
+
+    @classmethod
+    def merge(cls, results: Sequence[SegmentationResult]) -> SegmentationResult:
+        """The segments of all `results` (one image), sorted by confidence; ties keep their order."""
+        if not results:
+            raise ValueError("merge needs at least one result")
+        first = results[0]
+        if any(r.image_size != first.image_size for r in results):
+            raise ValueError(f"results of different images: sizes {[r.image_size for r in results]}")
+        has_masks = all(r.masks is not None for r in results)
+        merged = cls(
+            masks=np.concatenate([r.masks for r in results]) if has_masks else None,
+            boxes=np.concatenate([r.boxes for r in results]),
+            scores=np.concatenate([r.scores for r in results]),
+            labels=[label for r in results for label in r.labels],
+            image_size=first.image_size,
+            image=first.image,
+        )
+        return merged[np.argsort(-merged.scores, kind="stable")]
 
     @property
     def areas(self) -> np.ndarray:
