@@ -80,13 +80,13 @@ def test_round_trip_returns_the_engines_masks_exactly(client, tiny_segmenter, rg
 
 @pytest.mark.parametrize("mode", ["vocabulary", "grid"])
 def test_empty_prompt_reaches_everything_mode_through_the_api(client, tiny_segmenter, rgb_image, mode):
-    options = SegmentOptions(threshold=0.0, max_segments=5)
+    options = SegmentOptions(threshold=0.0, max_segments=5, everything_mode=mode)
     result = client.segment(rgb_image, prompt="", threshold=0.0, max_segments=5, everything_mode=mode)
-    expected = tiny_segmenter.segment(rgb_image, [], options, everything_mode=mode)
+    expected = tiny_segmenter.segment(rgb_image, [], options)
     assert result.labels == expected.labels
     np.testing.assert_array_equal(result.masks, expected.masks)
     if mode == "vocabulary":
-        assert len(result) == 5 and set(result.labels) <= set(tiny_segmenter.everything.config.vocabulary)
+        assert len(result) == 5 and set(result.labels) <= {c.label for c in tiny_segmenter.vocabulary}
     else:
         assert set(result.labels) <= {"object"}
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from segserve.engine.cache import LRUCache, image_key
-from segserve.engine.sam3 import DEFAULT_CACHE_IMAGES, Sam3Segmenter, _features_nbytes
+from segserve.engine.features import features_nbytes
+from segserve.engine.sam3 import DEFAULT_CACHE_IMAGES, Sam3Segmenter
 from segserve.types import SegmentationResult, SegmentOptions
 
 # The tiny random model scores every query ~0.25: this keeps about half of them.
@@ -71,10 +72,10 @@ def test_the_same_pixels_hit_whatever_array_holds_them(cached, rgb_image):
 
 
 def test_vision_cache_evicts_least_recently_used_by_bytes(tiny_model_path, rgb_image):
-    one_image = _features_nbytes(
+    one_image = features_nbytes(
         Sam3Segmenter.from_pretrained(tiny_model_path, device="cpu", cache=False).model, torch.float32
     )
-    seg = Sam3Segmenter.from_pretrained(tiny_model_path, device="cpu", cache_bytes=2 * one_image)
+    seg = Sam3Segmenter.from_pretrained(tiny_model_path, device="cpu", cache_mb=2 * one_image / 2**20)
     images = [np.roll(rgb_image, i, axis=1) for i in range(3)]
     for image in images:
         seg.encode_image(image)
@@ -133,9 +134,9 @@ def test_text_features_are_the_models_own(cached):
     torch.testing.assert_close(mask, tokens["attention_mask"])
 
 
-def test_bad_cache_arguments_say_what_to_pass(tiny_model_path):
-    with pytest.raises(ValueError, match="cache=False"):
-        Sam3Segmenter.from_pretrained(tiny_model_path, device="cpu", cache_bytes=-1)
+def test_a_negative_cache_size_is_refused_naming_the_setting(tiny_model_path):
+    with pytest.raises(ValueError, match="cache_mb"):
+        Sam3Segmenter.from_pretrained(tiny_model_path, device="cpu", cache_mb=-1)
 
 
 # --- the LRU on its own -------------------------------------------------------------------------

@@ -15,49 +15,43 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from segserve.cli import main
-from segserve.engine.everything import (
-    EverythingConfig,
-    greedy_nms,
-    load_tracker,
-    mask_iou,
-    point_grid,
-    rle_mask_iou,
-    stability_score,
-)
+from segserve.engine.everything import point_grid
+from segserve.engine.postprocess import greedy_nms, mask_iou, rle_mask_iou, stability_score
 from segserve.engine.sam3 import Sam3Segmenter
-from segserve.errors import InvalidParameterError, ModelLoadError
+from segserve.engine.tracker import load_tracker
+from segserve.errors import ModelLoadError
 from segserve.masks import masks_to_boxes, rle_decode
+from segserve.prompts import Concept
 from segserve.settings import COCO_CATEGORIES, Settings
 from segserve.types import SegmentOptions
 
-OPEN = SegmentOptions(threshold=0.0)
+GRID = SegmentOptions(threshold=0.0, everything_mode="grid")
+VOCABULARY = SegmentOptions(threshold=0.0, everything_mode="vocabulary")
 NMS = 0.7
 
 
 @pytest.fixture(scope="module")
 def seg(tiny_model_path):
-    config = EverythingConfig(
+    return Sam3Segmenter.from_pretrained(
+        tiny_model_path,
+        device="cpu",
         grid_points=8,  # 64 points, 192 candidate masks
         grid_batch=16,  # 4 tracker passes: batching is exercised
         pred_iou_thresh=0.0,
         stability_thresh=0.0,
         nms_thresh=NMS,
         min_region_area=0,
-        vocabulary=("cat", "dog", "car"),
+        vocabulary="cat, dog, car",
+        concept_batch=2,  # the 3-concept vocabulary takes 2 detector passes, so the pool merge runs
     )
-    # concept_batch=2: the 3-concept vocabulary takes 2 detector passes, so the pool merge runs.
-    return Sam3Segmenter.from_pretrained(tiny_model_path, device="cpu", everything=config, concept_batch=2)
 
 
-def with_config(seg: Sam3Segmenter, **changes) -> Sam3Segmenter:
-    """`seg` with other everything-settings, sharing its models (and its loaded tracker)."""
-    from dataclasses import replace
-
-    other = Sam3Segmenter(
-        seg.model, seg.processor, model_id=seg.model_id, concept_batch=seg.concept_batch,
-        everything=replace(seg.everything.config, **changes),
-    )  # fmt: skip
-    other.everything.tracker = seg.everything.tracker
+def with_config(seg: Sam3Segmenter, vocabulary: list[str] | None = None, **changes) -> Sam3Segmenter:
+    """`seg` with other settings (and `vocabulary` as given, repeats kept), sharing its models and tracker."""
+    other = Sam3Segmenter(seg.model, seg.processor, model_id=seg.model_id, settings=seg.settings, **changes)
+    other.grid.tracker = seg.grid.tracker
+    if vocabulary is not None:
+        other.vocabulary = [Concept(c) for c in vocabulary]
     return other
 
 
@@ -89,8 +83,8 @@ def assert_valid(result, labels: set[str]) -> None:
 
 
 def test_grid_returns_sorted_masks_without_duplicates(seg, rgb_image):
-    passes = seg.stats.get("tracker_passes", 0)
-    result = seg.segment(rgb_image, [], OPEN, everything_mode="grid")
+    passes = seg.stats["tracker_passes"]
+    result = seg.segment(rgb_image, [], GRID)
     assert len(result) > 1
     assert result.labels == ["object"] * len(result)
     assert_valid(result, {"object"})
@@ -100,9 +94,9 @@ def test_grid_returns_sorted_masks_without_duplicates(seg, rgb_image):
 def test_grid_runs_the_vit_once_and_reuses_it_for_a_text_prompt(seg, rgb_image):
     image = rgb_image[::-1].copy()  # content no other test has cached
     before = seg.stats["vision_passes"]
-    seg.segment(image, [], OPEN, everything_mode="grid")
-    seg.segment(image, ["cat"], OPEN)
-    seg.segment(image, [], OPEN, everything_mode="vocabulary")
+    seg.segment(image, [], GRID)
+    seg.segment(image, ["cat"], GRID)
+    seg.segment(image, [], VOCABULARY)
     assert seg.stats["vision_passes"] - before == 1
 
 
@@ -116,17 +110,17 @@ def test_grid_runs_the_vit_once_and_reuses_it_for_a_text_prompt(seg, rgb_image):
     ],
 )  # fmt: skip
 def test_grid_filters(seg, rgb_image, changes, check):
-    everything = seg.segment(rgb_image, [], OPEN, everything_mode="grid")
-    result = with_config(seg, **changes).segment(rgb_image, [], OPEN, everything_mode="grid")
+    everything = seg.segment(rgb_image, [], GRID)
+    result = with_config(seg, **changes).segment(rgb_image, [], GRID)
     assert len(result) <= len(everything)
     assert check(result, len(everything))
 
 
 def test_grid_honours_threshold_and_max_segments(seg, rgb_image):
-    everything = seg.segment(rgb_image, [], OPEN, everything_mode="grid")
+    everything = seg.segment(rgb_image, [], GRID)
     cut = float(np.median(everything.scores))
-    assert np.all(seg.segment(rgb_image, [], SegmentOptions(threshold=cut), everything_mode="grid").scores >= cut)
-    capped = seg.segment(rgb_image, [], SegmentOptions(threshold=0.0, max_segments=3), everything_mode="grid")
+    assert np.all(seg.segment(rgb_image, [], SegmentOptions(threshold=cut, everything_mode="grid")).scores >= cut)
+    capped = seg.segment(rgb_image, [], SegmentOptions(threshold=0.0, max_segments=3, everything_mode="grid"))
     assert len(capped) == 3
     assert np.allclose(capped.scores, everything.scores[:3])
 
@@ -134,7 +128,7 @@ def test_grid_honours_threshold_and_max_segments(seg, rgb_image):
 def test_grid_with_default_filters_is_a_valid_answer(seg, rgb_image):
     # SAM's 0.88 / 0.95 filters: random weights may leave nothing, which must still be a valid answer.
     result = with_config(seg, pred_iou_thresh=0.88, stability_thresh=0.95, min_region_area=100).segment(
-        rgb_image, [], SegmentOptions(), everything_mode="grid"
+        rgb_image, [], SegmentOptions(everything_mode="grid")
     )
     assert np.all(result.scores >= 0.88)
     assert result.to_dict()["num_segments"] == len(result)
@@ -170,7 +164,7 @@ def test_mask_nms_keeps_the_first_of_overlapping_masks():
 
 
 def test_tracker_shares_the_detector_vit(seg):
-    tracker = seg.everything.tracker
+    tracker = seg.grid.tracker
     detector_vit = seg.model.vision_encoder.backbone
     assert tracker.vision_encoder.backbone is detector_vit
     for (name, p), (_, q) in zip(detector_vit.named_parameters(), tracker.vision_encoder.backbone.named_parameters()):
@@ -183,10 +177,10 @@ def test_tracker_shares_the_detector_vit(seg):
 
 
 def test_tracker_features_from_the_cached_vit_equal_the_trackers_own_pass(seg, rgb_image):
-    tracker = seg.everything.tracker
+    tracker = seg.grid.tracker
     with torch.inference_mode():
         features = seg.encode_image(rgb_image)
-        ours = seg.everything.tracker_embeddings(features)
+        ours = seg.grid.embeddings(features)
         # transformers' path: the tracker's own vision encoder on the pixels (flattened HW x B x C).
         theirs = tracker.get_image_features(seg.preprocess(rgb_image)).fpn_hidden_states
     for level in range(3):
@@ -206,7 +200,7 @@ def test_tracker_loads_the_facebook_sam3_key_layout(tiny_model_path, tmp_path, s
     save_file(renamed, real / "model.safetensors", metadata={"format": "pt"})
     backbone = seg.model.vision_encoder.backbone
     loaded = load_tracker(str(real), backbone).state_dict()
-    reference = seg.everything.tracker.state_dict()
+    reference = seg.grid.tracker.state_dict()
     assert loaded.keys() == reference.keys()
     for key in reference:
         torch.testing.assert_close(loaded[key], reference[key], rtol=0, atol=0, msg=key)
@@ -227,7 +221,7 @@ def test_tracker_missing_from_a_detector_only_checkpoint_is_a_clear_error(tiny_m
 
 def test_vocabulary_labels_come_from_the_list(seg, rgb_image):
     passes = seg.stats["detector_passes"]
-    result = seg.segment(rgb_image, [], OPEN, everything_mode="vocabulary")
+    result = seg.segment(rgb_image, [], VOCABULARY)
     assert seg.stats["detector_passes"] - passes == 2  # 3 concepts, 2 per pass
     assert len(result) > 1
     assert_valid(result, {"cat", "dog", "car"})
@@ -235,9 +229,9 @@ def test_vocabulary_labels_come_from_the_list(seg, rgb_image):
 
 
 def test_vocabulary_merges_overlapping_detections(seg, rgb_image):
-    once = with_config(seg, vocabulary=("thing",)).segment(rgb_image, [], OPEN, everything_mode="vocabulary")
+    once = with_config(seg, vocabulary=["thing"]).segment(rgb_image, [], VOCABULARY)
     # The same concept three times over two passes: every detection appears thrice, one copy is kept.
-    thrice = with_config(seg, vocabulary=("thing",) * 3).segment(rgb_image, [], OPEN, everything_mode="vocabulary")
+    thrice = with_config(seg, vocabulary=["thing"] * 3).segment(rgb_image, [], VOCABULARY)
     assert len(once) > 0
     assert_valid(thrice, {"thing"})
     assert len(thrice) == len(once)
@@ -246,12 +240,12 @@ def test_vocabulary_merges_overlapping_detections(seg, rgb_image):
 
 
 def test_vocabulary_honours_threshold_and_max_segments(seg, rgb_image):
-    everything = seg.segment(rgb_image, [], OPEN, everything_mode="vocabulary")
+    everything = seg.segment(rgb_image, [], VOCABULARY)
     cut = float(np.median(everything.scores))
-    kept = seg.segment(rgb_image, [], SegmentOptions(threshold=cut), everything_mode="vocabulary")
+    kept = seg.segment(rgb_image, [], SegmentOptions(threshold=cut, everything_mode="vocabulary"))
     assert len(kept) > 0 and np.all(kept.scores >= cut)
     assert (
-        len(seg.segment(rgb_image, [], SegmentOptions(threshold=0.0, max_segments=2), everything_mode="vocabulary"))
+        len(seg.segment(rgb_image, [], SegmentOptions(threshold=0.0, max_segments=2, everything_mode="vocabulary")))
         == 2
     )
 
@@ -259,19 +253,15 @@ def test_vocabulary_honours_threshold_and_max_segments(seg, rgb_image):
 # --- choosing the mode, the wire format, settings, CLI ------------------------------------------
 
 
-def test_configured_mode_is_the_default_and_a_bad_mode_is_a_400(seg, rgb_image):
-    assert set(seg.segment(rgb_image, [], OPEN).labels) == {"object"}
-    vocab = with_config(seg, mode="vocabulary").segment(rgb_image, [], OPEN)
-    assert set(vocab.labels) <= {"cat", "dog", "car"}
-    with pytest.raises(InvalidParameterError) as err:
-        seg.segment(rgb_image, [], OPEN, everything_mode="panoptic")
-    assert err.value.param == "everything_mode" and err.value.status == 400
+def test_the_options_choose_the_mode_and_grid_is_the_default(seg, rgb_image):
+    assert set(seg.segment(rgb_image, [], SegmentOptions(threshold=0.0)).labels) == {"object"}
+    assert set(seg.segment(rgb_image, [], VOCABULARY).labels) <= {"cat", "dog", "car"}
 
 
 @pytest.mark.parametrize("mode", ["grid", "vocabulary"])
 @pytest.mark.parametrize("mask_format", ["rle", "polygon", "none"])
 def test_answers_the_contract_json(seg, rgb_image, mode, mask_format):
-    result = seg.segment(rgb_image, [], SegmentOptions(threshold=0.0, max_segments=5), everything_mode=mode)
+    result = seg.segment(rgb_image, [], SegmentOptions(threshold=0.0, max_segments=5, everything_mode=mode))
     body = json.loads(json.dumps(result.to_dict(mask_format)))
     assert body["num_segments"] == len(body["segments"]) == len(result)
     assert [s["id"] for s in body["segments"]] == list(range(1, len(result) + 1))
@@ -281,30 +271,29 @@ def test_answers_the_contract_json(seg, rgb_image, mode, mask_format):
             assert s["mask"]["size"] == [90, 130] and rle_decode(s["mask"]).any()
 
 
-def test_config_from_settings():
-    config = EverythingConfig.from_settings(
-        Settings(everything_mode="vocabulary", vocabulary="cat， dog,cat;  traffic  light", grid_points=4)
+def test_vocabulary_comes_from_settings_parsed_like_a_prompt(seg):
+    other = Sam3Segmenter(
+        seg.model, seg.processor, settings=Settings.defaults(), vocabulary="cat， dog,cat;  traffic  light"
     )
-    assert config.mode == "vocabulary" and config.grid_points == 4
-    assert config.vocabulary == ("cat", "dog", "traffic light")
-    assert EverythingConfig.from_settings(Settings()).vocabulary == COCO_CATEGORIES
+    assert [c.label for c in other.vocabulary] == ["cat", "dog", "traffic light"]
+    assert [c.label for c in Sam3Segmenter(seg.model, seg.processor).vocabulary] == list(COCO_CATEGORIES)
     assert len(COCO_CATEGORIES) == len(set(COCO_CATEGORIES)) == 80
 
 
 @pytest.mark.parametrize(
     "bad",
     [
-        {"mode": "panoptic"},  # unknown mode
+        {"everything_mode": "panoptic"},  # unknown mode
         {"grid_points": 0},  # no grid
         {"pred_iou_thresh": 1.5},  # IoU above 1
         {"nms_thresh": 0.0},  # everything is a duplicate
         {"min_region_area": -1},  # negative area
-        {"vocabulary": ()},  # nothing to look for
+        {"vocabulary": " , ;"},  # nothing to look for
     ],
 )
-def test_config_rejects(bad):
+def test_settings_refuse_bad_everything_knobs(bad):
     with pytest.raises(ValueError):
-        EverythingConfig(**bad)
+        Settings.defaults().replace(**bad)
 
 
 @pytest.mark.parametrize("mode, labels", [("grid", {"object"}), ("vocabulary", {"cat", "dog"})])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from segserve.engine import sam3
+from segserve.engine import postprocess
 from segserve.masks import masks_to_boxes
 from segserve.types import SegmentOptions
 
@@ -34,15 +34,15 @@ def plain(scores, low_res, concepts, size, options):
         (100, 1),  # one mask per chunk
     ],
 )
-def test_postprocess_matches_the_plain_way(tiny_segmenter, monkeypatch, max_segments, chunk):
-    monkeypatch.setattr(sam3, "UPSAMPLE_CHUNK", chunk)
+def test_postprocess_matches_the_plain_way(monkeypatch, max_segments, chunk):
+    monkeypatch.setattr(postprocess, "UPSAMPLE_CHUNK", chunk)
     gen = torch.Generator().manual_seed(0)
     scores = torch.rand(2, 10, generator=gen)
     low_res = torch.randn(2, 10, 8, 8, generator=gen)
     low_res[:, ::3] = -20.0  # every third query: an empty mask at any size
     concepts, size = ["a", "b"], (37, 53)
     options = SegmentOptions(threshold=0.2, mask_threshold=0.5, max_segments=max_segments)
-    got = tiny_segmenter._postprocess(scores, low_res, concepts, size, options, None)
+    got = postprocess.detections_to_result(scores, low_res, concepts, size, options, None)
     masks, kept_scores, labels = plain(scores, low_res, concepts, size, options)
     assert 0 < len(got) <= max_segments
     np.testing.assert_array_equal(got.masks, masks)

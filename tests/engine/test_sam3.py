@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from transformers import Sam3Model, Sam3Processor
 
-from segserve.engine.sam3 import Sam3Segmenter, select_device, select_dtype
+from segserve.engine.sam3 import Sam3Segmenter
 from segserve.errors import ModelLoadError
 from segserve.masks import masks_to_boxes
 from segserve.types import SegmentOptions
@@ -183,26 +183,6 @@ def test_gated_error_is_recognised(monkeypatch):
         Sam3Segmenter.from_pretrained("facebook/sam3")
 
 
-@pytest.mark.parametrize(
-    ("device", "dtype", "expected"),
-    [
-        ("cpu", None, torch.float32),  # fp32 on CPU by default
-        ("cuda", None, torch.bfloat16),  # bf16 on CUDA by default
-        ("cpu", "bfloat16", torch.bfloat16),  # explicit choice wins
-        ("cpu", torch.float16, torch.float16),  # torch dtypes accepted as-is
-    ],
-)
-def test_dtype_selection(device, dtype, expected):
-    assert select_dtype(dtype, torch.device(device)) == expected
-
-
-def test_device_selection_and_bad_dtype():
-    assert select_device("cpu").type == "cpu"
-    assert select_device(None).type in {"cpu", "cuda", "mps"}
-    with pytest.raises(ValueError, match="dtype must be one of"):
-        select_dtype("int8", torch.device("cpu"))
-
-
 def test_from_settings_honours_every_engine_knob(tiny_model_path):
     from segserve.settings import Settings
 
@@ -217,7 +197,9 @@ def test_from_settings_honours_every_engine_knob(tiny_model_path):
     )
     seg = Sam3Segmenter.from_settings(settings)
     assert seg.model_id == str(tiny_model_path) and seg.device.type == "cpu" and seg.dtype == torch.float32
-    assert seg.concept_batch == 3
+    assert seg.settings.concept_batch == 3
     assert seg.vision_cache.stats()["capacity"] == 7 * 1024 * 1024
     assert seg.text_cache.stats()["capacity"] == 5
-    assert seg.everything.config.mode == "vocabulary" and seg.everything.config.vocabulary == ("cat", "dog")
+    assert [c.label for c in seg.vocabulary] == ["cat", "dog"]
+    seg.segment(np.zeros((20, 30, 3), np.uint8), [], SegmentOptions(everything_mode="vocabulary", threshold=0.0))
+    assert seg.stats["detector_passes"] == 1 and seg.stats["tracker_passes"] == 0  # 2 concepts <= the batch of 3

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
+from segserve.prompts import Concept
 from segserve.types import SegmentationResult, SegmentOptions
 
 
 @runtime_checkable
 class Segmenter(Protocol):
-    """Anything that turns an image and a list of concepts into a `SegmentationResult`.
+    """Anything that turns an image, concepts and options into a `SegmentationResult`.
 
-    `concepts` is already parsed (see `segserve.prompts.parse_prompt`); an empty list means
-    "segment everything". Implementations must be safe to call from one worker thread at a time.
+    `concepts` come from `segserve.prompts.parse_prompt` (plain strings are accepted as a
+    shorthand); none means "segment everything" as `options.everything_mode` says. Every
+    per-request knob is a field of `options`. Implementations must be safe to call from one worker
+    thread at a time.
     """
 
     model_id: str
@@ -23,6 +27,6 @@ class Segmenter(Protocol):
     def segment(
         self,
         image: Image.Image | np.ndarray,
-        concepts: list[str],
+        concepts: Sequence[Concept | str] = (),
         options: SegmentOptions | None = None,
     ) -> SegmentationResult: ...

@@ -1,0 +1,173 @@
+"""Post-processing as free functions: detections -> a result, and the mask maths of everything-mode
+(stability score, mask IoU, greedy NMS, de-duplication). Nothing here knows which model made the
+logits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from pycocotools import mask as coco_mask
+
+from segserve.masks import fortran_stack
+from segserve.types import SegmentationResult, SegmentOptions
+
+# Kept detections are upsampled to full resolution this many at a time, so a 4K image with 100
+# detections never holds 100 float masks at once.
+UPSAMPLE_CHUNK = 16
+
+
+def detections_to_result(
+    scores: torch.Tensor,
+    low_res: torch.Tensor,
+    labels: Sequence[str],
+    size: tuple[int, int],
+    options: SegmentOptions,
+    rgb: np.ndarray | None,
+) -> SegmentationResult:
+    """Scores (C, Q) and low-resolution mask logits (C, Q, h, w) of C label rows -> the result.
+
+    Operation for operation the reference's post-processing (sigmoid, bilinear upsampling to `size`,
+    the mask threshold), but only for detections whose score reaches `options.threshold`, highest
+    first, at most `options.max_segments`; a detection whose mask comes out empty is dropped.
+    """
+    concept_idx, query_idx = torch.nonzero(scores >= options.threshold, as_tuple=True)
+    kept_scores = scores[concept_idx, query_idx].float()
+    # Highest confidence first; ties keep concept order then query order (stable sort).
+    order = torch.argsort(kept_scores, descending=True, stable=True)
+    concept_idx, query_idx, kept_scores = concept_idx[order], query_idx[order], kept_scores[order]
+
+    # Masks are thresholded straight into the result's array (no per-chunk copies, no final
+    # np.stack), and boxes come from the row/column occupancy computed once per chunk.
+    height, width = size
+    cap = min(len(order), options.max_segments)
+    masks = np.empty((cap, height, width), dtype=bool)
+    boxes = np.zeros((cap, 4), dtype=np.int64)
+    keep_rows: list[int] = []
+    start = 0
+    while start < len(order) and len(keep_rows) < cap:
+        filled = len(keep_rows)
+        # Never more rows than free slots, so every chunk lands inside `masks`.
+        stop = min(start + UPSAMPLE_CHUNK, start + cap - filled, len(order))
+        # Operation for operation the reference's post-processing (sigmoid, bilinear, >), in the
+        # model's dtype on its device.
+        probs = low_res[concept_idx[start:stop], query_idx[start:stop]].sigmoid()
+        full = torch.nn.functional.interpolate(
+            probs.unsqueeze(0), size=size, mode="bilinear", align_corners=False
+        ).squeeze(0)
+        dst = masks[filled : filled + (stop - start)]
+        if full.device.type == "cpu":
+            binary = torch.gt(full, options.mask_threshold, out=torch.from_numpy(dst))
+        else:
+            binary = full > options.mask_threshold
+            dst[...] = binary.cpu().numpy()  # the one device -> host copy
+        row_any = binary.any(dim=2).cpu().numpy()  # (n, H)
+        col_any = binary.any(dim=1).cpu().numpy()  # (n, W)
+        for j in range(stop - start):
+            if not row_any[j].any():
+                continue  # a segment whose mask is empty is not returned
+            slot = len(keep_rows)
+            if slot != filled + j:  # close the gap an empty mask left (rare)
+                masks[slot] = masks[filled + j]
+            rows, cols = row_any[j], col_any[j]
+            boxes[slot] = (
+                cols.argmax(),
+                rows.argmax(),
+                width - cols[::-1].argmax(),
+                height - rows[::-1].argmax(),
+            )
+            keep_rows.append(start + j)
+        start = stop
+    if not keep_rows:
+        return SegmentationResult.empty(size, image=rgb)
+    n = len(keep_rows)
+    rows_t = torch.tensor(keep_rows, dtype=torch.long, device=kept_scores.device)
+    return SegmentationResult(
+        masks=masks[:n],  # a view: no copy even when empty masks were dropped
+        boxes=boxes[:n],
+        scores=kept_scores[rows_t].cpu().numpy(),
+        labels=[labels[i] for i in concept_idx[rows_t].tolist()],
+        image_size=size,
+        image=rgb,
+    )
+
+
+def stability_score(logits: torch.Tensor, cut: float, offset: float) -> torch.Tensor:
+    """IoU of the mask cut at `cut + offset` with the mask cut at `cut - offset` (SAM's definition).
+
+    A mask whose outline barely moves when the cut-off moves is a confident one; an empty loose mask
+    scores 0.
+    """
+    flat = logits.flatten(1)
+    inter = (flat > cut + offset).sum(1).float()
+    union = (flat > cut - offset).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(union))
+
+
+def mask_iou(masks: torch.Tensor) -> np.ndarray:
+    """(N, h, w) bool low-resolution masks -> (N, N) IoU, by one matrix product on their device.
+
+    For the small fixed-size logit masks a matmul beats run-length IoU, whose cost grows with the
+    number of runs (random-weight masks have thousands). Counts are float32 (exact to 16 M pixels).
+    """
+    flat = masks.flatten(1).to(torch.float32)
+    area = flat.sum(1)
+    inter = flat @ flat.T
+    union = area[:, None] + area[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(union)).cpu().numpy()
+
+
+def rle_mask_iou(masks: np.ndarray) -> np.ndarray:
+    """(N, H, W) bool full-resolution masks -> (N, N) IoU with pycocotools on RLEs.
+
+    Exact, and fast for real masks (a few runs per column; pairs with disjoint boxes are skipped)
+    where a matmul would cost N^2 x H x W.
+    """
+    n = len(masks)
+    if n == 0:
+        return np.zeros((0, 0))
+    rles = coco_mask.encode(fortran_stack(masks))
+    return np.asarray(coco_mask.iou(rles, rles, [0] * n)).reshape(n, n)
+
+
+def greedy_nms(iou: np.ndarray, threshold: float) -> list[int]:
+    """Indices kept by greedy NMS over items sorted best first, given their (N, N) IoU matrix.
+
+    An item is dropped when its IoU with a kept one is `threshold` or more, so kept items overlap
+    strictly less.
+    """
+    suppressed = np.zeros(len(iou), dtype=bool)
+    keep: list[int] = []
+    for i in range(len(iou)):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= iou[i] >= threshold
+    return keep
+
+
+def dedupe(result: SegmentationResult, nms_thresh: float, max_segments: int, min_area: int = 0) -> SegmentationResult:
+    """The exact last pass at full resolution: drop small and duplicate masks, cap the count."""
+    if result.masks is None or len(result) == 0:
+        return result
+    big_enough = np.flatnonzero(result.areas >= min_area)
+    keep = big_enough[greedy_nms(rle_mask_iou(result.masks[big_enough]), nms_thresh)][:max_segments]
+    return result[keep]
+
+
+def with_slack(max_segments: int) -> int:
+    # A few more than asked go through upsampling, so the exact full-resolution NMS pass can drop
+    # a borderline duplicate and still return `max_segments` when there are that many.
+    return max_segments + max(8, max_segments // 4)
+
+
+def logit(p: float) -> float:
+    """The logit cut equivalent to `sigmoid(logit) > p`."""
+    if p <= 0.0:
+        return -math.inf
+    if p >= 1.0:
+        return math.inf
+    return math.log(p) - math.log1p(-p)
