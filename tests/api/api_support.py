@@ -18,6 +18,7 @@ from PIL import Image
 
 from segserve.api import create_app
 from segserve.masks import mask_to_box
+from segserve.prompts import as_concepts
 from segserve.settings import Settings
 from segserve.types import SegmentationResult, SegmentOptions
 
@@ -37,14 +38,15 @@ class BrightSegmenter:
     model_id = "fake-bright"
 
     def __init__(self) -> None:
-        self.calls: list[tuple[tuple[int, ...], list[str], SegmentOptions, dict]] = []
+        self.calls: list[tuple[tuple[int, ...], list[str], SegmentOptions]] = []  # shape, labels, options
 
-    def segment(self, image, concepts, options=None, **kwargs) -> SegmentationResult:
+    def segment(self, image, concepts=(), options=None) -> SegmentationResult:
         options = options or SegmentOptions()
-        self.calls.append((image.shape, list(concepts), options, kwargs))
+        given = [c.label for c in as_concepts(concepts)]
+        self.calls.append((image.shape, given, options))
         h, w = image.shape[:2]
         mask = image.astype(np.int32).mean(axis=2) > 128
-        labels = list(concepts) or ["object"]
+        labels = given or ["object"]
         if not mask.any():
             return SegmentationResult.empty((h, w), image=image)
         n = min(len(labels), options.max_segments)
@@ -67,10 +69,10 @@ class SlowSegmenter(BrightSegmenter):
         self.delay = delay
         self.started = threading.Event()
 
-    def segment(self, image, concepts, options=None, **kwargs):
+    def segment(self, image, concepts=(), options=None):
         self.started.set()
         time.sleep(self.delay)
-        return super().segment(image, concepts, options, **kwargs)
+        return super().segment(image, concepts, options)
 
 
 class GatedSegmenter(BrightSegmenter):
@@ -80,25 +82,18 @@ class GatedSegmenter(BrightSegmenter):
         super().__init__()
         self.gate = threading.Event()
 
-    def segment(self, image, concepts, options=None, **kwargs):
+    def segment(self, image, concepts=(), options=None):
         self.gate.wait(30)
-        return super().segment(image, concepts, options, **kwargs)
-
-
-class NoKwargsSegmenter(BrightSegmenter):
-    """A segmenter whose `segment` has no `everything_mode` keyword: the API must not pass it."""
-
-    def segment(self, image, concepts, options=None):  # type: ignore[override]
         return super().segment(image, concepts, options)
 
 
 class BrokenSegmenter(BrightSegmenter):
     """Raises an unexpected exception on request (not during warm-up): the 500 path."""
 
-    def segment(self, image, concepts, options=None, **kwargs):
-        if concepts == ["explode"]:
+    def segment(self, image, concepts=(), options=None):
+        if [c.label for c in as_concepts(concepts)] == ["explode"]:
             raise RuntimeError("secret internal detail /home/model/weights")
-        return super().segment(image, concepts, options, **kwargs)
+        return super().segment(image, concepts, options)
 
 
 def make_settings(**overrides) -> Settings:

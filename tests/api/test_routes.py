@@ -13,7 +13,6 @@ import pytest
 from api_support import (
     AUTH,
     PATH,
-    NoKwargsSegmenter,
     app_client,
     assert_good_request_works,
     png,
@@ -111,18 +110,12 @@ def test_mask_formats(client, mask_format, check):
     assert check(seg.get("mask"))
 
 
-def test_everything_mode_is_passed_to_a_segmenter_that_takes_it(client, bright):
-    assert upload(client, png(), prompt="", everything_mode="vocabulary").status_code == 200
-    assert bright.calls[-1][3] == {"everything_mode": "vocabulary"}
-    assert upload(client, png(), prompt="").status_code == 200
-    assert bright.calls[-1][3] == {}  # not given: the segmenter's own default
-
-
-def test_everything_mode_is_not_passed_to_a_segmenter_without_it():
-    seg = NoKwargsSegmenter()
-    with app_client(seg) as c:
+def test_everything_mode_reaches_the_segmenter_as_an_option(bright):
+    with app_client(bright, everything_mode="vocabulary") as c:
         assert upload(c, png(), prompt="", everything_mode="grid").status_code == 200
-        assert len(seg.calls) == 1
+        assert bright.calls[-1][2].everything_mode == "grid"
+        assert upload(c, png(), prompt="").status_code == 200
+        assert bright.calls[-1][2].everything_mode == "vocabulary"  # not given: the server's setting
 
 
 def test_model_name_is_case_insensitive(client):

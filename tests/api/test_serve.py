@@ -1,5 +1,5 @@
-"""`segserve serve`: flags, refusing to start without a key, --no-auth, and SIGTERM while requests
-run (they finish, the process exits 0)."""
+"""`segserve serve`: flags, refusing to start without a key, --no-auth, a model that fails to load,
+and SIGTERM while requests run (they finish, the process exits 0)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ from pathlib import Path
 import requests
 from serving import free_port, serve_command, server_env, start, stop, wait_for
 
-from segserve.api.serve import settings_from_args
-from segserve.cli import build_parser
+from segserve.cli import build_parser, serve_settings
 
 
 def _settings(argv: list[str], monkeypatch, **env: str):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return settings_from_args(build_parser().parse_args(["serve", *argv]))
+    return serve_settings(build_parser().parse_args(["serve", *argv]))
 
 
 def test_flags_override_the_environment(monkeypatch, tmp_path):
@@ -44,10 +43,20 @@ def test_refuses_to_start_without_a_key(tmp_path):
     assert "No API key is configured" in out and "--no-auth" in out
 
 
+def test_a_model_that_fails_to_load_ends_the_process_with_its_reason(tmp_path):
+    port = free_port()
+    env = server_env(SEGSERVE_MODEL=str(tmp_path / "missing-model"))
+    proc = start(serve_command(port, "--no-auth"), env, tmp_path)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out
+    assert "No SAM 3 checkpoint directory" in out and "SEGSERVE_EXIT_ON_LOAD_ERROR=0" in out
+    assert "Traceback" not in out
+
+
 def test_no_auth_starts_with_a_warning_and_stops_cleanly(tmp_path):
     port = free_port()
     env = server_env(SEGSERVE_MODEL=str(tmp_path / "missing-model"))  # never loads: /readyz stays 503
-    proc = start(serve_command(port, "--no-auth"), env, tmp_path)
+    proc = start(serve_command(port, "--no-auth", "--stay-up-on-load-error"), env, tmp_path)
     wait_for(f"http://127.0.0.1:{port}/healthz", proc)
     wait_for(f"http://127.0.0.1:{port}/readyz", proc, status=503)
     code, out = stop(proc)

@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
-import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import numpy as np
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
@@ -21,80 +17,17 @@ from starlette.staticfiles import StaticFiles
 from segserve import __version__
 from segserve.api.auth import KeyChecker
 from segserve.api.errors import install_error_handlers
-from segserve.api.metrics import Metrics
 from segserve.api.middleware import RequestContextMiddleware
-from segserve.api.routes import router
-from segserve.api.worker import InferenceWorker
+from segserve.api.routes import WEB_DIR, router
+from segserve.api.state import AppState
 from segserve.engine.base import Segmenter
 from segserve.settings import Settings
-from segserve.types import SegmentOptions
 
 log = logging.getLogger("segserve.api")
-
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
 class NoAPIKeyError(ValueError):
     """No key configured and `no_auth` not set: refusing to serve an open endpoint by accident."""
-
-
-class AppState:
-    """Everything the routes need, on `app.state.segserve`."""
-
-    def __init__(self, settings: Settings, segmenter: Segmenter | None, keys: KeyChecker):
-        self.settings = settings
-        self.segmenter = segmenter
-        self.keys = keys
-        self.ready = False
-        self.load_error: str | None = None
-        self.started_at = int(time.time())
-        self.accepts_everything_mode = False
-        self.metrics = Metrics(get_engine_stats=lambda: getattr(self.segmenter, "stats", None))
-        self.worker = InferenceWorker(
-            workers=settings.workers,
-            max_queue=settings.max_queue,
-            retry_after=settings.retry_after,
-            on_depth=self._on_depth,
-        )
-
-    def _on_depth(self, waiting: int, running: int) -> None:
-        self.metrics.queue_depth.set(waiting)
-        self.metrics.running.set(running)
-
-    async def load_and_warm_up(self) -> None:
-        """Load the model (if none was injected) and run one inference, off the event loop."""
-        settings = self.settings
-        try:
-            if self.segmenter is None:
-                from segserve.engine.sam3 import Sam3Segmenter  # torch import: only when serving
-
-                log.info("loading model %s", settings.model)
-                self.segmenter = await run_in_threadpool(Sam3Segmenter.from_settings, settings)
-            self.accepts_everything_mode = _accepts_keyword(self.segmenter, "everything_mode")
-            if settings.warmup:
-                started = time.perf_counter()
-                await self.worker.run(self._warm_up, timeout=max(settings.request_timeout, 600.0))
-                log.info("warm-up inference took %.2fs", time.perf_counter() - started)
-        except Exception as exc:
-            self.load_error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            log.exception("the model could not be loaded or warmed up; /readyz stays 503")
-            return
-        self.ready = True
-        log.info("ready: serving %r", settings.model_name)
-
-    def _warm_up(self) -> None:
-        # One small real inference: first-call costs (kernel selection, allocator growth) are paid here.
-        image = np.full((64, 64, 3), 127, dtype=np.uint8)
-        assert self.segmenter is not None
-        self.segmenter.segment(image, ["object"], SegmentOptions())
-
-
-def _accepts_keyword(segmenter: object, name: str) -> bool:
-    try:
-        params = inspect.signature(segmenter.segment).parameters  # type: ignore[attr-defined]
-    except (TypeError, ValueError, AttributeError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _serve_docs_offline(app: FastAPI) -> None:
@@ -135,7 +68,6 @@ def create_app(settings: Settings, segmenter: Segmenter | None = None) -> FastAP
         loader: asyncio.Task | None = None
         if state.segmenter is not None and not settings.warmup:
             state.ready = True
-            state.accepts_everything_mode = _accepts_keyword(state.segmenter, "everything_mode")
         else:
             loader = asyncio.create_task(state.load_and_warm_up())
         try:

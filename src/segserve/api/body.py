@@ -23,21 +23,13 @@ from starlette.types import Message, Receive
 
 from segserve.errors import ImageTooLargeError, InvalidParameterError
 from segserve.settings import Settings
+from segserve.types import SegmentOptions
 
 # Room for the text fields and multipart framing on top of the image itself.
 _FORM_OVERHEAD = 64 * 1024
 
 # Fields the API reads; any other field is ignored, but these may appear once only.
-KNOWN_FIELDS = (
-    "model",
-    "image",
-    "prompt",
-    "threshold",
-    "mask_threshold",
-    "max_segments",
-    "mask_format",
-    "everything_mode",
-)
+KNOWN_FIELDS = ("model", "image", "prompt", *SegmentOptions.model_fields)
 
 
 @dataclass

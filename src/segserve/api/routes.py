@@ -8,23 +8,18 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from segserve.api import metrics as metrics_mod
 from segserve.api.auth import require_api_key
 from segserve.api.body import parse_body
-from segserve.api.schemas import (
-    ERROR_RESPONSES,
-    ModelList,
-    SegmentationOptionsIn,
-    SegmentationResponse,
-    request_body_openapi,
-)
+from segserve.api.schemas import ERROR_RESPONSES, ModelList, SegmentationResponse, request_body_openapi
+from segserve.api.state import AppState
 from segserve.api.worker import ClientDisconnected
 from segserve.errors import (
     InvalidParameterError,
@@ -34,18 +29,28 @@ from segserve.errors import (
     UnknownModelError,
 )
 from segserve.images import decode_image
-from segserve.prompts import parse_prompt
 from segserve.settings import Settings
-from segserve.types import SegmentOptions
+from segserve.types import SegmentOptions, SegmentRequest
 
 log = logging.getLogger("segserve.api")
 router = APIRouter()
+
+async def fetch_image(ref: str, settings: Settings) -> bytes:  # TEMP until api/fetch.py lands
+    from segserve import url
+
+    if ref[:5].lower() == "data:":
+        return url.decode_data_uri(ref, settings.max_image_bytes)
+    return await url.fetch_image_url(ref, settings)
+
+
+# The playground: a static page served at / and its modules under /static.
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 # Status for a request whose client left while it waited (nginx's convention); never seen by a client.
 CLIENT_CLOSED = 499
 
 
-def _state(request: Request):
+def _state(request: Request) -> AppState:
     return request.app.state.segserve
 
 
@@ -64,36 +69,27 @@ async def segment_image(request: Request) -> Response:
     if not state.ready:
         raise _not_ready(state)
 
-    body = await _parse(request, settings)
+    body = await parse_body(request, settings)
     fields = body.fields
     image_ref = _check_fields(fields, has_upload=body.upload is not None, settings=settings)
-    concepts = parse_prompt(
-        fields.get("prompt") or "", max_concepts=settings.max_concepts, max_concept_chars=settings.max_concept_chars
-    )
-    opts = _options(fields)
-    options = SegmentOptions(
-        threshold=settings.threshold if opts.threshold is None else opts.threshold,
-        mask_threshold=settings.mask_threshold if opts.mask_threshold is None else opts.mask_threshold,
-        max_segments=settings.max_segments if opts.max_segments is None else opts.max_segments,
-    )
-    mask_format = opts.mask_format or "rle"
+    # Form fields arrive as strings; an empty one (an HTML form's blank input) means "not given".
+    options = {name: None if fields.get(name) == "" else fields.get(name) for name in SegmentOptions.model_fields}
+    seg_request = SegmentRequest.resolve(settings, prompt=fields.get("prompt") or "", **options)
 
-    data = body.upload if body.upload is not None else await _fetch(image_ref or "", settings)
+    data = body.upload if body.upload is not None else await fetch_image(image_ref or "", settings)
     # Decoding (and `load()`, so truncated files fail here) happens before the image takes a queue slot.
     rgb = await run_in_threadpool(decode_image, data, max_pixels=settings.max_image_pixels)
     del data
 
-    extra: dict[str, Any] = {}
-    if opts.everything_mode is not None and state.accepts_everything_mode:
-        extra["everything_mode"] = opts.everything_mode
     segmenter = state.segmenter
+    assert segmenter is not None  # `ready` implies a loaded model
     metrics: metrics_mod.Metrics = state.metrics
 
     def job() -> bytes:
         started = time.perf_counter()
-        result = segmenter.segment(rgb, concepts, options, **extra)
+        result = segmenter.segment(rgb, seg_request.concepts, seg_request.options)
         metrics.inference.observe(time.perf_counter() - started)
-        return json.dumps(result.to_dict(mask_format), separators=(",", ":")).encode()
+        return json.dumps(result.to_dict(seg_request.options.mask_format), separators=(",", ":")).encode()
 
     try:
         payload = await state.worker.run(job, timeout=settings.request_timeout, is_disconnected=request.is_disconnected)
@@ -102,10 +98,6 @@ async def segment_image(request: Request) -> Response:
         log.info("client went away while queued; its inference was dropped")
         return Response(status_code=CLIENT_CLOSED)
     return Response(payload, media_type="application/json")
-
-
-async def _parse(request: Request, settings: Settings):
-    return await parse_body(request, settings)
 
 
 def _check_fields(fields: dict[str, Any], *, has_upload: bool, settings: Settings) -> str | None:
@@ -135,26 +127,7 @@ def _check_fields(fields: dict[str, Any], *, has_upload: bool, settings: Setting
     return image.strip()
 
 
-def _options(fields: dict[str, Any]) -> SegmentationOptionsIn:
-    # Form fields arrive as strings; an empty one (an HTML form's blank input) means "not given".
-    raw = {k: v for k, v in fields.items() if k not in ("model", "image", "prompt") and v != ""}
-    try:
-        return SegmentationOptionsIn.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        raise InvalidParameterError(f"Invalid `{param}` ({first['input']!r}): {first['msg']}.", param=param) from None
-
-
-async def _fetch(ref: str, settings: Settings) -> bytes:
-    from segserve import url  # the SSRF-safe fetcher
-
-    if ref[:5].lower() == "data:":
-        return url.decode_data_uri(ref, settings.max_image_bytes)
-    return await url.fetch_image_url(ref, settings)
-
-
-def _not_ready(state) -> SegserveError:
+def _not_ready(state: AppState) -> SegserveError:
     if state.load_error:
         return ModelNotReadyError(f"The model failed to load; the operator must fix the server. ({state.load_error})")
     return ModelNotReadyError(
@@ -209,8 +182,6 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/", summary="The playground page", response_class=FileResponse, tags=["playground"])
 async def playground() -> Response:
-    from segserve.api.app import WEB_DIR
-
     index = WEB_DIR / "index.html"
     if not index.is_file():
         return PlainTextResponse("The playground is not installed; the API is at /v1 and documented at /docs.")

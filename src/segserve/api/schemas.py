@@ -1,6 +1,6 @@
-"""Pydantic models of the wire format: they validate the extension fields and describe the API in
-OpenAPI (`/docs`). The response itself is built by `SegmentationResult.to_dict`, the single source
-of the JSON; these models only document it.
+"""Pydantic models of the wire format, for the OpenAPI description (`/docs`) only: the request is
+parsed by `body.py` and resolved by `SegmentRequest.resolve`, the response built by
+`SegmentationResult.to_dict`, the single source of the JSON.
 """
 
 from __future__ import annotations
@@ -9,32 +9,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# A request may ask for at most this many segments (the Settings default is 100).
-MAX_SEGMENTS_LIMIT = 10_000
+from segserve.types import SegmentOptions
 
 
-class SegmentationOptionsIn(BaseModel):
-    """The optional extension fields. Unknown fields are ignored (clients send extras, e.g. `user`)."""
+class SegmentationRequest(SegmentOptions):
+    """`application/json` body. Form bodies carry the same fields, with `image` a file part or a URL.
 
-    model_config = ConfigDict(extra="ignore")
+    The options are `SegmentOptions`' fields (defaults shown are the built-in ones; the server's
+    `SEGSERVE_*` settings may change them). Unknown fields are ignored (clients send extras).
+    """
 
-    threshold: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False, description="minimum confidence kept")
-    mask_threshold: float | None = Field(
-        None, ge=0.0, le=1.0, allow_inf_nan=False, description="mask probability cut-off"
-    )
-    max_segments: int | None = Field(
-        None, ge=1, le=MAX_SEGMENTS_LIMIT, description="cap, applied after sorting by confidence"
-    )
-    mask_format: Literal["rle", "polygon", "none"] | None = Field(
-        None, description="`rle` (default), `polygon`, or `none` (boxes only)"
-    )
-    everything_mode: Literal["grid", "vocabulary"] | None = Field(
-        None, description="with an empty prompt: how to find every object (server default if omitted)"
-    )
-
-
-class SegmentationRequest(SegmentationOptionsIn):
-    """`application/json` body. Form bodies carry the same fields, with `image` a file part or a URL."""
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     model: str = Field(..., description='model id, `"sam3"`', examples=["sam3"])
     image: str = Field(
@@ -42,7 +27,7 @@ class SegmentationRequest(SegmentationOptionsIn):
         description="an `http(s)://` URL or a `data:image/...;base64,...` URI (file uploads: use multipart)",
         examples=["https://example.com/photo.jpg"],
     )
-    prompt: str = Field(
+    prompt: str | None = Field(
         "", description="concepts separated by commas; empty: segment every object", examples=["person, dog"]
     )
 

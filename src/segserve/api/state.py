@@ -1,0 +1,84 @@
+"""`AppState`: what the routes share - settings, the segmenter, keys, readiness, metrics, the worker -
+on `app.state.segserve`. It loads the model and warms it up in the background at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from segserve.api.auth import KeyChecker
+from segserve.api.metrics import Metrics
+from segserve.api.worker import InferenceWorker
+from segserve.engine.base import Segmenter
+from segserve.errors import SegserveError
+from segserve.settings import Settings
+from segserve.types import SegmentRequest
+
+log = logging.getLogger("segserve.api")
+
+
+class AppState:
+    """Everything the routes need, on `app.state.segserve`."""
+
+    def __init__(self, settings: Settings, segmenter: Segmenter | None, keys: KeyChecker):
+        self.settings = settings
+        self.segmenter = segmenter
+        self.keys = keys
+        self.ready = False
+        self.load_error: str | None = None
+        self.started_at = int(time.time())
+        # Called once when the model fails to load and `settings.exit_on_load_error` is on: the
+        # runner stops the server so the process exits non-zero (`segserve serve` sets it).
+        self.on_fatal: Callable[[], None] | None = None
+        self.metrics = Metrics(get_engine_stats=lambda: getattr(self.segmenter, "stats", None))
+        self.worker = InferenceWorker(
+            workers=settings.workers,
+            max_queue=settings.max_queue,
+            retry_after=settings.retry_after,
+            on_depth=self._on_depth,
+        )
+
+    def _on_depth(self, waiting: int, running: int) -> None:
+        self.metrics.queue_depth.set(waiting)
+        self.metrics.running.set(running)
+
+    async def load_and_warm_up(self) -> None:
+        """Load the model (if none was injected) and run one inference, off the event loop."""
+        settings = self.settings
+        try:
+            if self.segmenter is None:
+                from segserve.engine.sam3 import Sam3Segmenter  # torch import: only when serving
+
+                log.info("loading model %s", settings.model)
+                self.segmenter = await run_in_threadpool(Sam3Segmenter.from_settings, settings)
+            if settings.warmup:
+                started = time.perf_counter()
+                await self.worker.run(self._warm_up, timeout=max(settings.request_timeout, 600.0))
+                log.info("warm-up inference took %.2fs", time.perf_counter() - started)
+        except Exception as exc:
+            self.load_error = exc.message if isinstance(exc, SegserveError) else f"{type(exc).__name__}: {exc}"
+            if settings.exit_on_load_error and self.on_fatal is not None:
+                log.debug("model load failure", exc_info=True)
+                log.error(
+                    "the model could not be loaded or warmed up: %s -- exiting (set SEGSERVE_EXIT_ON_LOAD_ERROR=0 "
+                    "to stay up and answer 503 instead)",
+                    self.load_error,
+                )
+                self.on_fatal()
+            else:
+                log.exception("the model could not be loaded or warmed up; /readyz stays 503")
+            return
+        self.ready = True
+        log.info("ready: serving %r", settings.model_name)
+
+    def _warm_up(self) -> None:
+        # One small real inference: first-call costs (kernel selection, allocator growth) are paid here.
+        image = np.full((64, 64, 3), 127, dtype=np.uint8)
+        assert self.segmenter is not None
+        request = SegmentRequest.resolve(self.settings, prompt="object")
+        self.segmenter.segment(image, request.concepts, request.options)
