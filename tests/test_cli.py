@@ -82,3 +82,94 @@ def test_missing_image_file_is_a_clear_error(tmp_path):
 def test_help_lists_the_commands():
     proc = _run(["--help"])
     assert proc.returncode == 0 and "segment" in proc.stdout and "serve" in proc.stdout
+
+
+# --- the base install: no server extra ----------------------------------------------------------
+
+# Runs the CLI in a fresh interpreter where the server's packages cannot be imported, as on an
+# install without the [server] extra, and reports which heavy modules were imported.
+BASE_INSTALL = """
+import importlib.abc, json, sys
+class NoServer(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"fastapi", "uvicorn", "starlette", "multipart", "python_multipart"}:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, NoServer())
+from segserve.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:  # --help exits through argparse
+    code = exc.code
+print(json.dumps({"code": code, "torch": "torch" in sys.modules, "fastapi": "fastapi" in sys.modules}),
+      file=sys.stderr)
+"""
+
+
+def _base_install(*args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    proc = subprocess.run(
+        [sys.executable, "-c", BASE_INSTALL, *args], capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SEGSERVE_")},
+    )  # fmt: skip
+    return proc, json.loads(proc.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["segment", "--help"], ["serve", "--help"]])
+def test_help_loads_neither_torch_nor_the_server(argv):
+    proc, seen = _base_install(*argv)
+    assert seen == {"code": 0, "torch": False, "fastapi": False}, proc.stderr
+    assert "usage: segserve" in proc.stdout
+
+
+def test_segment_runs_without_the_server_extra(tiny_model_path, photo, tmp_path):
+    out = tmp_path / "out.json"
+    argv = ["segment", str(photo), "-p", "cat", "--model", str(tiny_model_path), "--threshold", "0", "--json", str(out)]
+    proc, seen = _base_install(*argv)
+    assert seen["code"] == 0 and not seen["fastapi"], proc.stderr
+    assert json.loads(out.read_text())["num_segments"] > 0
+
+
+def test_serve_without_the_server_extra_says_how_to_install_it():
+    proc, seen = _base_install("serve", "--no-auth")
+    assert seen["code"] == 2
+    assert "[server] extra" in proc.stderr and "pip install -e '.[server]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# --- one line per error, exit 2 for the command line, 1 for the work ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "code", "says"),
+    [
+        (["segment", "{photo}", "--threshold", "-1"], {}, 2, "--threshold: "),  # out of range
+        (["segment", "{photo}", "--max-segments", "-3"], {}, 2, "--max-segments: "),  # below 1
+        (["segment", "{photo}", "--mask-threshold", "nan"], {}, 2, "--mask-threshold: "),  # NaN
+        (["segment", "{photo}", "-p", ",".join(f"c{i}" for i in range(17))], {}, 2, "17 concepts"),  # too many concepts
+        (["segment", "{photo}", "--device", "cuda"], {}, 2, "--device: "),  # no GPU on this machine
+        (["segment", "{photo}", "--device", "tpu"], {}, 2, "--device: Unknown device"),  # not a device
+        (["segment", "{tmp}/missing.jpg"], {}, 2, "no such image file"),  # a path that is not there
+        (["segment", "{photo}"], {"SEGSERVE_THRESHOLD": "7"}, 2, "SEGSERVE_THRESHOLD: "),  # a bad setting
+        (["segment", "{photo}", "--model", "{tmp}/nope"], {}, 1, "No SAM 3 checkpoint directory"),  # no model
+        (["segment", "{tmp}/text.jpg", "-p", "cat"], {}, 1, "not a decodable image"),  # not an image
+        (["serve", "--api-keys-file", "{tmp}/keys.txt"], {}, 2, "--api-keys-file: no such file"),  # no file
+        (["serve", "--no-auth", "--device", "cuda"], {}, 2, "--device: "),  # no GPU, before serving
+        (["serve", "--no-auth", "--max-queue", "-1"], {}, 2, "--max-queue: "),  # a negative queue
+        (["serve", "--no-auth", "--port", "70000"], {}, 2, "--port: "),  # not a port
+    ],
+)  # fmt: skip
+def test_every_error_is_one_line_with_the_right_exit_code(photo, tmp_path, argv, env, code, says):
+    if torch_has_cuda() and "cuda" in argv:
+        pytest.skip("this machine has a GPU")
+    (tmp_path / "text.jpg").write_text("not an image")
+    args = [a.format(photo=photo, tmp=tmp_path) for a in argv]
+    proc = _run(args, HF_HUB_OFFLINE="1", **env)  # never a hub lookup, whatever goes wrong
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and lines[0].startswith(f"segserve {argv[0]}: error: "), lines
+
+
+def torch_has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -3,6 +3,11 @@
     segserve segment photo.jpg -p "person, dog" --json out.json --cutout cutouts/ --overlay overlay.png
     segserve segment photo.jpg -p person --server http://localhost:8000 --api-key KEY
     segserve serve --port 8000 --api-key KEY
+
+Each command imports only what it needs: `--help` loads neither torch nor FastAPI, and `segment`
+works on the base install (no server extra). Every failure is one line on stderr; the exit status
+is 2 for a wrong command line (a bad flag value, a missing file named on it, a device this machine
+lacks) and 1 for work that failed (the model, the image, the server).
 """
 
 from __future__ import annotations
@@ -11,46 +16,121 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from segserve.errors import SegserveError
+from segserve.errors import InvalidParameterError, InvalidPromptError, SegserveError
+from segserve.settings import EVERYTHING_MODES, MASK_FORMATS, Settings
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+_EPILOG = "Exit status: 0 done, 1 the work failed (model, image, server), 2 the command line is wrong."
+
+
+class UsageError(Exception):
+    """A wrong command line: printed as one line, exit status 2."""
+
+
+def _default(name: str) -> str:
+    """`(default X; SEGSERVE_NAME)` for a flag's help, from the one table of settings."""
+    value = Settings.model_fields[name].default
+    return f"(default {'none' if value is None or value == '' else value}; SEGSERVE_{name.upper()})"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segserve", description="Self-hosted SAM 3 image segmentation.")
+    parser = argparse.ArgumentParser(
+        prog="segserve", description="Self-hosted SAM 3 image segmentation.", epilog=_EPILOG
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_segment(sub)
+    _add_serve(sub)
+    return parser
 
+
+def _add_segment(sub: Any) -> None:
     seg = sub.add_parser(
         "segment",
         help="segment one image and print a table of what was found",
-        description="Segment IMAGE (a path or an http(s) URL) with SAM 3. With no prompt, segment everything.",
+        description="Segment IMAGE (a path, or an http(s) URL with --server) with SAM 3. With no prompt, "
+        "segment everything.",
+        epilog=_EPILOG,
     )
     seg.add_argument("image", help="image file, or an http(s) URL when --server is used")
     seg.add_argument("-p", "--prompt", default="", help='concepts separated by commas, e.g. "person, dog"')
     seg.add_argument("--json", type=Path, metavar="FILE", help="write the API's JSON answer to FILE")
     seg.add_argument("--cutout", type=Path, metavar="DIR", help="write one transparent PNG per segment to DIR")
     seg.add_argument("--overlay", type=Path, metavar="FILE", help="write the image with coloured masks to FILE")
-    seg.add_argument("--model", default=None, help="model id or local checkpoint dir (default: SEGSERVE_MODEL)")
-    seg.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
-    seg.add_argument("--threshold", type=float, default=None, help="minimum confidence kept (default 0.5)")
-    seg.add_argument("--mask-threshold", type=float, default=None, help="mask probability cut-off (default 0.5)")
-    seg.add_argument("--max-segments", type=int, default=None, help="keep at most this many (default 100)")
+    seg.add_argument("--model", default=None, help=f"hub id or local checkpoint dir {_default('model')}")
+    seg.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available; SEGSERVE_DEVICE)")
+    seg.add_argument("--threshold", type=float, default=None, help=f"minimum confidence kept {_default('threshold')}")
+    seg.add_argument(
+        "--mask-threshold", type=float, default=None, help=f"mask probability cut-off {_default('mask_threshold')}"
+    )
+    seg.add_argument(
+        "--max-segments", type=int, default=None, help=f"keep at most this many {_default('max_segments')}"
+    )
+    seg.add_argument(
+        "--mask-format",
+        choices=MASK_FORMATS,
+        default=None,
+        help=f"mask encoding in --json {_default('mask_format')}",
+    )
     seg.add_argument(
         "--everything-mode",
-        choices=("grid", "vocabulary"),
+        choices=EVERYTHING_MODES,
         default=None,
-        help="with no prompt: grid (SAM-style, label 'object') or vocabulary (COCO labels); "
-        "default SEGSERVE_EVERYTHING_MODE",
+        help="with no prompt: grid (SAM-style, label 'object') or vocabulary (COCO labels) "
+        + _default("everything_mode"),
     )
     seg.add_argument("--server", default=None, metavar="URL", help="use a running segserve server instead")
     seg.add_argument("--api-key", default=None, help="bearer token for --server (default: SEGSERVE_API_KEY)")
     seg.set_defaults(func=cmd_segment)
 
-    from segserve.api.serve import add_serve_arguments  # the server's flags live beside the server
 
-    srv = sub.add_parser("serve", help="run the HTTP API and the playground")
-    add_serve_arguments(srv)
-    return parser
+def _add_serve(sub: Any) -> None:
+    """The `serve` flags; each defaults to None so the setting (environment, .env, default) applies."""
+    srv = sub.add_parser(
+        "serve",
+        help="run the HTTP API and the playground",
+        description="Serve POST /v1/images/segmentation, the playground (/), /docs, /healthz, /readyz and "
+        "/metrics. Flags override SEGSERVE_* variables, which override the defaults.",
+        epilog=_EPILOG,
+    )
+    # flag, type, the setting it overrides, what it means
+    for flag, kind, name, text in (
+        ("--host", str, "host", "bind address"),
+        ("--port", int, "port", "bind port"),
+        ("--model", str, "model", "hub id or local checkpoint dir"),
+        ("--device", str, "device", "cuda, mps or cpu; none: the best available"),
+        ("--dtype", str, "dtype", "bfloat16, float16 or float32; none: bf16 on CUDA, else fp32"),
+        ("--max-queue", int, "max_queue", "requests waiting beyond the running ones"),
+        ("--workers", int, "workers", "inference threads, 1 per GPU"),
+        ("--request-timeout", float, "request_timeout", "seconds of waiting + running before a 504"),
+        ("--api-keys-file", str, "api_keys_file", "file with one accepted key per line"),
+    ):
+        srv.add_argument(flag, type=kind, default=None, help=f"{text} {_default(name)}")
+    srv.add_argument(
+        "--api-key",
+        action="append",
+        default=None,
+        metavar="KEY",
+        help="accept this bearer token (repeat for several; adds to SEGSERVE_API_KEYS)",
+    )
+    srv.add_argument(
+        "--no-auth", action="store_true", default=None, help="serve without any key, local use only (SEGSERVE_NO_AUTH)"
+    )
+    srv.add_argument(
+        "--no-warmup", action="store_true", default=None, help="skip the warm-up inference (SEGSERVE_WARMUP=0)"
+    )
+    srv.add_argument(
+        "--stay-up-on-load-error",
+        action="store_true",
+        default=None,
+        help="if the model fails to load, keep serving 503 instead of exiting 1 (SEGSERVE_EXIT_ON_LOAD_ERROR=0)",
+    )
+    srv.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    srv.set_defaults(func=cmd_serve)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,32 +138,62 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"segserve {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (InvalidParameterError, InvalidPromptError) as exc:
+        print(f"segserve {args.command}: error: {_flag(exc.param)}{exc.message}", file=sys.stderr)
+        return EXIT_USAGE
     except SegserveError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
+        print(f"segserve {args.command}: error: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
 
-def cmd_segment(args: argparse.Namespace) -> int:
-    from segserve.settings import Settings
-    from segserve.types import SegmentOptions
+def _flag(param: str | None) -> str:
+    """`--mask-threshold: ` for a field name, so the message points at what to change."""
+    return f"--{param.replace('_', '-')}: " if param else ""
 
-    settings = Settings()
+
+def load_settings(**overrides: Any) -> Settings:
+    """`Settings()` from the environment with the given flags on top; bad values are a `UsageError`
+    naming the flag (or the SEGSERVE_* variable) they came from."""
+    from pydantic import ValidationError
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        where = f"--{name.replace('_', '-')}" if name in given else f"SEGSERVE_{name.upper()}"
+        raise UsageError(f"{where}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+# --- segment ---------------------------------------------------------------------------------
+def cmd_segment(args: argparse.Namespace) -> int:
+    from segserve.types import SegmentRequest
+
+    settings = load_settings(model=args.model, device=args.device)
+    options = {
+        "threshold": args.threshold,
+        "mask_threshold": args.mask_threshold,
+        "max_segments": args.max_segments,
+        "mask_format": args.mask_format,
+        "everything_mode": args.everything_mode,
+    }
+    # Checked here, before any model loads, whichever way the image is segmented.
+    request = SegmentRequest.resolve(settings, prompt=args.prompt, **options)
     if args.server:
-        result = _segment_remote(args, settings)
+        result = _segment_remote(args, settings, options)
     else:
-        options = SegmentOptions(
-            threshold=settings.threshold if args.threshold is None else args.threshold,
-            mask_threshold=settings.mask_threshold if args.mask_threshold is None else args.mask_threshold,
-            max_segments=settings.max_segments if args.max_segments is None else args.max_segments,
-        )
-        result = _segment_local(args, settings, options)
+        result = _segment_local(args, settings, request)
 
     _print_table(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.to_dict(), indent=2))
+        args.json.write_text(json.dumps(result.to_dict(request.options.mask_format), indent=2))
     if args.cutout:
         args.cutout.mkdir(parents=True, exist_ok=True)
         for i, seg in enumerate(result):
@@ -95,63 +205,54 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _segment_local(args: argparse.Namespace, settings, options):
-    from segserve.engine.sam3 import Sam3Segmenter
+def _segment_local(args: argparse.Namespace, settings: Settings, request: Any) -> Any:
     from segserve.images import decode_image
-    from segserve.prompts import parse_prompt
 
     path = Path(args.image)
     if not path.is_file():
-        raise SystemExit(f"error: no such image file: {path} (URLs need --server)")
+        raise UsageError(f"no such image file: {path} (URLs need --server)")
     image = decode_image(path.read_bytes(), max_pixels=settings.max_image_pixels)
-    concepts = parse_prompt(
-        args.prompt, max_concepts=settings.max_concepts, max_concept_chars=settings.max_concept_chars
-    )
-    segmenter = Sam3Segmenter.from_settings(settings, model=args.model, device=args.device)
-    return segmenter.segment(image, concepts, options, everything_mode=args.everything_mode)
+    from segserve.engine.sam3 import Sam3Segmenter  # torch: only once the command line is known good
+
+    segmenter = Sam3Segmenter.from_settings(settings)
+    return segmenter.segment(image, request.concepts, request.options)
 
 
-def _segment_remote(args: argparse.Namespace, settings):
+def _segment_remote(args: argparse.Namespace, settings: Settings, options: dict[str, Any]) -> Any:
     from segserve.client import Client
 
     api_key = args.api_key or settings.api_key
     with Client(args.server, api_key=api_key) as client:
         # Options not given on the command line stay None, so the server's own defaults apply.
-        result = client.segment(
-            args.image,
-            prompt=args.prompt,
-            threshold=args.threshold,
-            mask_threshold=args.mask_threshold,
-            max_segments=args.max_segments,
-            everything_mode=args.everything_mode,
-        )
+        result = client.segment(args.image, prompt=args.prompt, **options)
     if result.image is None and (args.cutout or args.overlay):
         result.image = _download_for_pictures(args.image, result.image_size, settings)
     return result
 
 
-def _download_for_pictures(url: str, size: tuple[int, int], settings):
+def _download_for_pictures(url: str, size: tuple[int, int], settings: Settings) -> Any:
     """The server fetched the URL; cutouts and overlays need the pixels here too, so fetch them once more.
 
     This runs on the user's own machine for a URL the user typed, so a plain httpx GET is right here
-    (the SSRF guard in `segserve.url` protects a server from its clients, not a user from themselves).
+    (the SSRF guard in `segserve.api.fetch` protects a server from its clients, not a user from themselves).
     """
     import httpx
 
+    from segserve.errors import ImageURLUnreachableError
     from segserve.images import decode_image
 
     try:
         response = httpx.get(url, follow_redirects=True, timeout=settings.url_timeout)
         response.raise_for_status()
     except httpx.HTTPError as exc:
-        raise SystemExit(f"error: could not download {url} for --cutout/--overlay: {exc}") from None
+        raise ImageURLUnreachableError(f"could not download {url} for --cutout/--overlay: {exc}") from None
     rgb = decode_image(response.content, max_pixels=settings.max_image_pixels)
     if rgb.shape[:2] != tuple(size):
-        raise SystemExit(f"error: {url} changed between the server's fetch and ours; cannot draw cutouts")
+        raise ImageURLUnreachableError(f"{url} changed between the server's fetch and ours; cannot draw cutouts")
     return rgb
 
 
-def _print_table(result) -> None:
+def _print_table(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -165,6 +266,49 @@ def _print_table(result) -> None:
     console.print(table)
     if len(result):
         console.print("counts: " + ", ".join(f"{k}: {v}" for k, v in result.counts().items()))
+
+
+# --- serve -----------------------------------------------------------------------------------
+def serve_settings(args: argparse.Namespace) -> Settings:
+    """The server's settings: the flags on top of the environment; `--api-key` adds to the keys."""
+    settings = load_settings(
+        host=args.host,
+        port=args.port,
+        model=args.model,
+        device=args.device,
+        dtype=args.dtype,
+        max_queue=args.max_queue,
+        workers=args.workers,
+        request_timeout=args.request_timeout,
+        api_keys_file=args.api_keys_file,
+        no_auth=True if args.no_auth else None,
+        warmup=False if args.no_warmup else None,
+        exit_on_load_error=False if args.stay_up_on_load_error else None,
+    )
+    if args.api_key:
+        keys = [k for k in settings.api_keys.split(",") if k.strip()] + list(args.api_key)
+        settings = settings.replace(api_keys=",".join(keys))
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = serve_settings(args)
+    if settings.api_keys_file is not None and not Path(settings.api_keys_file).expanduser().is_file():
+        where = "--api-keys-file" if args.api_keys_file else "SEGSERVE_API_KEYS_FILE"
+        raise UsageError(f"{where}: no such file: {settings.api_keys_file}")
+    try:
+        from segserve.api import serve
+    except ModuleNotFoundError as exc:
+        raise UsageError(
+            f"the server needs the [server] extra ({exc.name} is not installed): in a checkout, run "
+            "pip install -e '.[server]'"
+        ) from None
+    from segserve.engine.loading import select_device, select_dtype
+
+    # A device this machine lacks is a wrong command line: say so now, not after the server started.
+    select_dtype(settings.dtype, select_device(settings.device))
+    serve.configure_logging(args.log_level)
+    return serve.run(settings, log_level=args.log_level)
 
 
 def _version() -> str:

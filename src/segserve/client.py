@@ -27,12 +27,14 @@ import numpy as np
 from PIL import Image
 
 from segserve.errors import ERRORS_BY_CODE, InvalidRequestError, SegserveError
+from segserve.settings import Settings
 from segserve.types import SegmentationResult
 
 __all__ = ["AsyncClient", "Client", "ServerUnreachableError"]
 
 ImageInput = str | PathLike | bytes | Image.Image | np.ndarray
-DEFAULT_TIMEOUT = 300.0  # the server's own request_timeout default: a queued request may wait that long
+# A queued request may wait and run for the server's `request_timeout`: wait at least that long.
+DEFAULT_TIMEOUT = Settings.model_fields["request_timeout"].default
 _PATH = "/v1/images/segmentation"
 
 
