@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -36,8 +35,8 @@ def build(tiny: bool, vocabulary: tuple[str, ...]):
     """A `Sam3Segmenter` (+ tracker) with random weights: the full-size architecture, or the tiny one."""
     from transformers import Sam3ImageProcessor, Sam3Model, Sam3Processor, Sam3TrackerModel, Sam3VideoConfig
 
-    from segserve.engine.everything import EverythingConfig, tracker_config
     from segserve.engine.sam3 import Sam3Segmenter
+    from segserve.engine.tracker import tracker_config
     from segserve.testing import make_tiny_sam3, tiny_sam3_config
 
     # The tiny checkpoint's byte-level tokenizer encodes any text; token ids only index embeddings.
@@ -58,9 +57,10 @@ def build(tiny: bool, vocabulary: tuple[str, ...]):
     cfg.vision_config.backbone_config.global_attn_indexes = [0]
     tracker = Sam3TrackerModel(cfg).eval()
     tracker.vision_encoder.backbone = detector.vision_encoder.backbone
-    everything = EverythingConfig(vocabulary=vocabulary, grid_points=8 if tiny else 32)
-    seg = Sam3Segmenter(detector, processor, model_id="bench-random", everything=everything)
-    seg.everything.tracker = tracker
+    seg = Sam3Segmenter(
+        detector, processor, model_id="bench-random", vocabulary=", ".join(vocabulary), grid_points=8 if tiny else 32
+    )
+    seg.grid.tracker = tracker
     return seg
 
 
@@ -95,22 +95,22 @@ def main(argv: list[str] | None = None) -> int:
 
     rgb = np.asarray(Image.fromarray(small).resize((960, 720), Image.BICUBIC))
     options = SegmentOptions()
-    open_filters = replace(seg.everything.config, pred_iou_thresh=0.0, stability_thresh=0.0, min_region_area=0)
+    grid_options = options.model_copy(update={"everything_mode": "grid"})
+    vocabulary_options = options.model_copy(update={"everything_mode": "vocabulary"})
 
     with torch.inference_mode():
         vision, _ = timed(lambda: seg.encode_image(rgb), 1)  # the one ViT pass; cached from here on
         seg.encode_text(["cat", *vocabulary])  # text features cached too: only the modes are timed
         seg.segment(rgb, ["cat"], options)  # first-call costs (allocator, kernel choice) paid outside the timings
         one, r_one = timed(lambda: seg.segment(rgb, ["cat"], options), args.repeat)
-        grid, r_grid = timed(lambda: seg.segment(rgb, [], options, everything_mode="grid"), args.repeat)
-        vocab, r_vocab = timed(lambda: seg.segment(rgb, [], options, everything_mode="vocabulary"), args.repeat)
-        seg.everything._config = open_filters
-        grid_open, r_open = timed(
-            lambda: seg.segment(rgb, [], replace(options, threshold=0.0), everything_mode="grid"), args.repeat
-        )
+        grid, r_grid = timed(lambda: seg.segment(rgb, [], grid_options), args.repeat)
+        vocab, r_vocab = timed(lambda: seg.segment(rgb, [], vocabulary_options), args.repeat)
+        seg.grid.settings = seg.settings.replace(pred_iou_thresh=0.0, stability_thresh=0.0, min_region_area=0)
+        open_options = grid_options.model_copy(update={"threshold": 0.0})
+        grid_open, r_open = timed(lambda: seg.segment(rgb, [], open_options), args.repeat)
 
-    n_points = seg.everything.config.grid_points**2
-    passes = -(-len(vocabulary) // seg.concept_batch)
+    n_points = seg.settings.grid_points**2
+    passes = -(-len(vocabulary) // seg.settings.concept_batch)
     arch = "tiny test architecture" if args.tiny else "full-size SAM 3 architecture (Sam3VideoConfig defaults)"
     print(
         f"{arch}, random weights; {platform.machine()} CPU, {torch.get_num_threads()} threads, fp32, "

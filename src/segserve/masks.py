@@ -15,6 +15,18 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as coco_mask
 
+# Public: the wire format's encoders and decoders, for clients that read answers without the SDK.
+__all__ = [
+    "fortran_stack",
+    "mask_to_box",
+    "mask_to_polygons",
+    "masks_to_boxes",
+    "polygons_to_mask",
+    "rle_decode",
+    "rle_encode",
+    "rle_encode_many",
+]
+
 
 def rle_encode(mask: np.ndarray) -> dict[str, Any]:
     """(H, W) bool -> `{"size": [h, w], "counts": base64 of COCO compressed RLE}`.
