@@ -1,10 +1,10 @@
-"""SegmentationResult: validation, the wire format both ways, and the pictures users want."""
+"""The request and result types: options resolved against settings, SegmentationResult's validation,
+selection, merging and the wire format both ways."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from segserve.errors import InvalidParameterError, InvalidPromptError
 from segserve.masks import rle_decode
@@ -103,34 +103,6 @@ def test_iteration_counts_and_areas():
     np.testing.assert_array_equal(result.areas, [72, 54, 1])
     with pytest.raises(IndexError):
         result[3]
-
-
-def test_cutout_is_rgba_with_transparent_background():
-    result = _result()
-    cut = result.cutout(0)
-    assert cut.mode == "RGBA" and cut.size == (9, 8)
-    alpha = np.asarray(cut)[:, :, 3]
-    assert (alpha == 255).all()  # a rectangle mask fills its own box
-    full = np.asarray(result.cutout(1, crop=False))
-    assert full.shape == (20, 30, 4)
-    assert (full[:, :, 3][result.masks[1]] == 255).all() and (full[:, :, 3][~result.masks[1]] == 0).all()
-
-
-def test_overlay_colours_masks_only():
-    result = _result()
-    img = np.asarray(result.overlay(labels=False, outline=False))
-    assert img.shape == (20, 30, 3)
-    assert (img[5, 6] != 100).any()  # inside mask 0: tinted
-    assert (img[19, 0] == 100).all()  # outside every mask: untouched
-    labelled = result.overlay()
-    assert isinstance(labelled, Image.Image) and labelled.size == (30, 20)
-
-
-def test_pictures_need_an_image():
-    with pytest.raises(ValueError, match="image="):
-        _result(with_image=False).cutout(0)
-    ok = _result(with_image=False).overlay(image=np.zeros((20, 30, 3), np.uint8))
-    assert ok.size == (30, 20)
 
 
 # --- selection and merging ------------------------------------------------------------------------

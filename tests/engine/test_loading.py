@@ -24,7 +24,7 @@ def test_dtype_selection(device, dtype, expected):
 
 
 def test_unknown_dtype_names_the_choices():
-    with pytest.raises(InvalidParameterError, match="use one of .*float32") as info:
+    with pytest.raises(InvalidParameterError, match=r"use one of .*float32") as info:
         select_dtype("int8", torch.device("cpu"))
     assert info.value.param == "dtype"
 

@@ -1,4 +1,5 @@
-"""Post-processing against a plain reimplementation: empty masks dropped, the cap, boxes, order."""
+"""Post-processing: detections -> result against a plain reimplementation (empty masks dropped, the cap,
+boxes, order), and everything-mode's mask maths (stability, mask IoU, NMS)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from segserve.engine import postprocess
+from segserve.engine.postprocess import greedy_nms, mask_iou, rle_mask_iou, stability_score
 from segserve.masks import masks_to_boxes
 from segserve.types import SegmentOptions
 
@@ -49,3 +51,24 @@ def test_postprocess_matches_the_plain_way(monkeypatch, max_segments, chunk):
     np.testing.assert_array_equal(got.scores, kept_scores)
     np.testing.assert_array_equal(got.boxes, masks_to_boxes(masks))
     assert got.labels == labels
+
+
+def test_stability_score():
+    logits = torch.tensor([[[3.0, 0.5], [-0.5, -3.0]], [[-5.0, -5.0], [-5.0, -5.0]]])
+    # cut 0, offset 1: mask 0 has 1 pixel above +1 and 3 above -1; mask 1 is empty even when loose.
+    assert stability_score(logits, 0.0, 1.0).tolist() == [pytest.approx(1 / 3), 0.0]
+
+
+def test_mask_nms_keeps_the_first_of_overlapping_masks():
+    a = np.zeros((10, 10), bool)
+    a[:5, :5] = True
+    b = a.copy()
+    b[5, 0] = True  # IoU(a, b) = 25/26
+    c = np.zeros((10, 10), bool)
+    c[6:, 6:] = True
+    masks = np.stack([a, b, c])
+    iou = rle_mask_iou(masks)
+    np.testing.assert_allclose(iou, mask_iou(torch.from_numpy(masks)), rtol=1e-6)
+    assert iou[0, 1] == pytest.approx(25 / 26) and iou[0, 2] == 0
+    assert greedy_nms(iou, 0.7) == [0, 2]
+    assert greedy_nms(rle_mask_iou(np.zeros((0, 10, 10), bool)), 0.7) == []
