@@ -79,6 +79,11 @@ def parse_prompt(
                 "Describe each object in a few words.",
                 param="prompt",
             )
+        if not concept.isprintable() and not _encodable(concept):
+            raise InvalidPromptError(
+                "A concept contains an unpaired surrogate (invalid Unicode); send the prompt as valid UTF-8.",
+                param="prompt",
+            )
         seen.add(key)
         concepts.append(Concept(concept))
     if len(concepts) > max_concepts:
@@ -88,6 +93,14 @@ def parse_prompt(
             param="prompt",
         )
     return concepts
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. JSON's "\ud800": no tokenizer or JSON encoder takes it
+        return False
+    return True
 
 
 def tokenize_concepts(tokenizer, texts: list[str], max_length: int = MAX_TEXT_TOKENS) -> dict:

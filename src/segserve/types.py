@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from segserve.prompts import Concept, parse_prompt
 from segserve.settings import MASK_FORMATS, EverythingMode, MaskFormat, Settings
 
 _SETTINGS = Settings.model_fields
+# Echoes a client's bad value in the error: bounded in length and depth, whatever was sent.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 2, 60, 60, 60
 
 
 class SegmentOptions(BaseModel):
@@ -56,15 +60,20 @@ class SegmentOptions(BaseModel):
                 raise TypeError(f"unknown option {name!r}; options are {', '.join(cls.model_fields)}")
             if value is None:
                 continue
-            if isinstance(value, bool):
-                raise InvalidParameterError(f"`{name}` must not be a boolean; got {value!r}.", param=name)
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                # Every option is a scalar: a boolean is not 1.0, and a nested value is never parsed.
+                raise InvalidParameterError(
+                    f"`{name}` must be a number or a string; got {_SHORT.repr(value)}.", param=name
+                )
             values[name] = value
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
             first = exc.errors()[0]
             name = str(first["loc"][0]) if first["loc"] else None
-            raise InvalidParameterError(f"Invalid `{name}` ({first['input']!r}): {first['msg']}.", param=name) from None
+            raise InvalidParameterError(
+                f"Invalid `{name}` ({_SHORT.repr(first['input'])}): {first['msg']}.", param=name
+            ) from None
 
 
 @dataclass(frozen=True)

@@ -127,8 +127,10 @@ async def _parse_json(request: Request, settings: Settings) -> ParsedBody:
     raw = await capped.body()
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidParameterError(f"The body is not valid JSON: {exc}.") from None
+    except RecursionError:
+        raise InvalidParameterError("The JSON body is nested too deeply; send a flat object of fields.") from None
+    except ValueError as exc:  # malformed JSON, bad UTF-8, or an integer of more than 4,300 digits
+        raise InvalidParameterError(f"The body is not valid JSON: {str(exc)[:200]}.") from None
     if not isinstance(data, dict):
         raise InvalidParameterError(
             'The JSON body must be an object such as {"model": "sam3", "image": "https://...", "prompt": "dog"}.'

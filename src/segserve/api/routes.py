@@ -116,7 +116,7 @@ def _check_fields(fields: dict[str, Any], *, has_upload: bool, settings: Setting
         raise InvalidParameterError("`model` must be a string.", param="model")
     if model.strip().casefold() != settings.model_name.casefold():
         raise UnknownModelError(
-            f"The model {model!r} is not served here. Available: {settings.model_name!r}.", param="model"
+            f"The model {model[:100]!r} is not served here. Available: {settings.model_name!r}.", param="model"
         )
     if has_upload:
         return None
