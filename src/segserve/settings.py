@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = None  # file with one key per line (# comments allowed)
     api_key: str = ""  # the key `segserve segment --server` sends (SEGSERVE_API_KEY)
     no_auth: bool = False  # serve without keys (logs a warning); only for local use
+    metrics_require_key: bool = False  # /metrics asks for an API key too (off: open, like /healthz, for scrapers)
     max_queue: int = Field(16, ge=0)  # requests waiting beyond the running ones (0: refuse whenever busy)
     workers: int = Field(1, ge=1)  # inference threads (1 is right for one GPU)
     request_timeout: float = Field(300.0, gt=0)  # seconds a request may wait + run -> 504

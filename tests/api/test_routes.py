@@ -247,3 +247,26 @@ def test_wire_json_is_exactly_the_results_to_dict(bright):
         r = upload(c, data, prompt="a, b")
         expected = bright.segment(decode_image(data), ["a", "b"]).to_dict("rle")
         assert r.json() == json.loads(json.dumps(expected))
+
+
+def test_metrics_are_open_unless_the_operator_asks_for_a_key():
+    with app_client() as open_server:
+        assert open_server.get("/metrics").status_code == 200
+    with app_client(metrics_require_key=True) as closed:
+        r = closed.get("/metrics")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+        assert closed.get("/metrics", headers=AUTH).status_code == 200
+
+
+def test_redoc_is_not_served_it_would_need_a_cdn(client):
+    assert client.get("/redoc").status_code == 404
+    assert client.get("/docs").status_code == 200  # Swagger UI, from this server's own assets
+
+
+@pytest.mark.parametrize("field", ["model", "image"])
+def test_the_schema_refuses_the_blank_values_the_server_refuses(client, field):
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"][PATH]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"][field]["pattern"] == r"\S" and field in body["required"]
+    r = client.post(PATH, headers=AUTH, json={"model": "sam3", "image": _data_uri(png()), field: "  "})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "missing_field"

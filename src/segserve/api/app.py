@@ -83,6 +83,7 @@ def create_app(settings: Settings, segmenter: Segmenter | None = None) -> FastAP
         description="Self-hosted SAM 3 image segmentation, compatible with `POST /v1/images/segmentation`.",
         lifespan=lifespan,
         docs_url=None,  # replaced below by a page whose assets come from this server, not a CDN
+        redoc_url=None,  # ReDoc loads its script from a CDN: blank on the offline machines we run on
     )
     app.state.segserve = state
     _serve_docs_offline(app)

@@ -9,14 +9,15 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
 from segserve.api import metrics as metrics_mod
-from segserve.api.auth import require_api_key
+from segserve.api.auth import bearer_scheme, require_api_key
 from segserve.api.body import parse_body
 from segserve.api.schemas import ERROR_RESPONSES, ModelList, SegmentationResponse, request_body_openapi
 from segserve.api.state import AppState
@@ -175,7 +176,21 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready", "model": state.settings.model_name})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse, tags=["operations"])
+async def _metrics_key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+) -> None:
+    # Open by default (Prometheus scrapers rarely carry keys); SEGSERVE_METRICS_REQUIRE_KEY closes it.
+    if _state(request).settings.metrics_require_key:
+        await require_api_key(request, credentials)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (an API key only if SEGSERVE_METRICS_REQUIRE_KEY is set)",
+    response_class=PlainTextResponse,
+    dependencies=[Depends(_metrics_key)],
+    tags=["operations"],
+)
 async def metrics(request: Request) -> Response:
     return Response(_state(request).metrics.render(), media_type=metrics_mod.CONTENT_TYPE)
 

@@ -21,9 +21,10 @@ class SegmentationRequest(SegmentOptions):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    model: str = Field(..., description='model id, `"sam3"`', examples=["sam3"])
+    model: str = Field(..., pattern=r"\S", description='model id, `"sam3"`', examples=["sam3"])
     image: str = Field(
         ...,
+        pattern=r"\S",  # an empty or blank `image` is answered 400 missing_field
         description="an `http(s)://` URL or a `data:image/...;base64,...` URI (file uploads: use multipart)",
         examples=["https://example.com/photo.jpg"],
     )
@@ -87,7 +88,7 @@ def request_body_openapi() -> dict[str, Any]:
             **json_schema["properties"],
             "image": {
                 "description": "the image file, or an http(s) URL / data URI as a text field",
-                "anyOf": [{"type": "string", "format": "binary"}, {"type": "string"}],
+                "anyOf": [{"type": "string", "format": "binary"}, {"type": "string", "pattern": r"\S"}],
             },
         },
     }
