@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from segserve.api import metrics as metrics_mod
 from segserve.api.auth import bearer_scheme, require_api_key
@@ -70,7 +71,10 @@ async def segment_image(request: Request) -> Response:
     if not state.ready:
         raise _not_ready(state)
 
-    body = await parse_body(request, settings)
+    try:
+        body = await parse_body(request, settings)
+    except ClientDisconnect:  # the client hung up mid-upload: its mistake or choice, not a server fault
+        return _client_closed(request, "client went away during its upload")
     fields = body.fields
     image_ref = _check_fields(fields, has_upload=body.upload is not None, settings=settings)
     # Form fields arrive as strings; an empty one (an HTML form's blank input) means "not given".
@@ -95,10 +99,15 @@ async def segment_image(request: Request) -> Response:
     try:
         payload = await state.worker.run(job, timeout=settings.request_timeout, is_disconnected=request.is_disconnected)
     except ClientDisconnected:
-        request.scope.setdefault("state", {})["error_code"] = "client_closed"
-        log.info("client went away while queued; its inference was dropped")
-        return Response(status_code=CLIENT_CLOSED)
+        return _client_closed(request, "client went away while queued; its inference was dropped")
     return Response(payload, media_type="application/json")
+
+
+def _client_closed(request: Request, why: str) -> Response:
+    """499 `client_closed`: counted and logged apart from errors (nobody is left to read it)."""
+    request.scope.setdefault("state", {})["error_code"] = "client_closed"
+    log.info("%s", why)
+    return Response(status_code=CLIENT_CLOSED)
 
 
 def _check_fields(fields: dict[str, Any], *, has_upload: bool, settings: Settings) -> str | None:
