@@ -27,6 +27,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 
+def error_body(message: str, type: str, code: str, param: str | None = None) -> dict[str, Any]:
+    """The wire body of api-contract.md, `{"error": {message, type, code, param}}`: the one place it is built."""
+    return {"error": {"message": message, "type": type, "code": code, "param": param}}
+
+
 class SegserveError(Exception):
     """Base class. Subclasses set the class-level status/type/code; instances carry the message."""
 
@@ -41,10 +46,8 @@ class SegserveError(Exception):
         self.headers = dict(headers or {})
 
     def to_body(self) -> dict[str, Any]:
-        """The wire body of api-contract.md."""
-        return {
-            "error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
-        }
+        """This error as the wire body of api-contract.md."""
+        return error_body(self.message, self.type, self.code, self.param)
 
 
 class InvalidRequestError(SegserveError):

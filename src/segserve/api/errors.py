@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from segserve.errors import AuthenticationError, InvalidParameterError, SegserveError
+from segserve.errors import AuthenticationError, InvalidParameterError, SegserveError, error_body
 
 log = logging.getLogger("segserve.api")
 
@@ -36,23 +36,12 @@ def _mark(request: Request, code: str) -> None:
     request.scope.setdefault("state", {})["error_code"] = code
 
 
-def error_response(
-    status: int, type_: str, code: str, message: str, param: str | None = None, headers: dict | None = None
-) -> JSONResponse:
-    body = {"error": {"message": message, "type": type_, "code": code, "param": param}}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
 def internal_error_body(request_id: str) -> dict:
-    return {
-        "error": {
-            "message": f"The server hit an unexpected error (request id {request_id}). "
-            "Retry; if it persists, report this id to the operator.",
-            "type": "server_error",
-            "code": "internal_error",
-            "param": None,
-        }
-    }
+    """The generic 500 body: names the request id, says nothing of what went wrong (that is in the log)."""
+    return SegserveError(
+        f"The server hit an unexpected error (request id {request_id}). "
+        "Retry; if it persists, report this id to the operator."
+    ).to_body()
 
 
 async def segserve_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -79,7 +68,9 @@ async def http_exception_handler(request: Request, exc: Exception) -> JSONRespon
     elif exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}. See /docs for the API."
     type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
-    return error_response(exc.status_code, type_, code, detail, headers=getattr(exc, "headers", None))
+    return JSONResponse(
+        error_body(detail, type_, code), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+    )
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
