@@ -102,3 +102,52 @@ def test_auto_picks_openvino_for_a_full_size_encoder(tiny_segmenter, monkeypatch
     vision = tiny_segmenter.model.vision_encoder
     assert openvino.should_use("auto", vision, torch.device("cpu"), torch.float32)
     assert not openvino.should_use("auto", vision, torch.device("cpu"), torch.bfloat16)
+
+
+def _corrupt_bin(folder):
+    (folder / "vision_encoder.bin").write_bytes((folder / "vision_encoder.bin").read_bytes()[:1000])  # truncated
+
+
+def _corrupt_xml(folder):
+    (folder / "vision_encoder.xml").write_text("<net><layers>")  # cut mid-document
+
+
+def _flip_a_weight(folder):
+    data = bytearray((folder / "vision_encoder.bin").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # readable, compiles, but no longer the weights it was made from
+    (folder / "vision_encoder.bin").write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("corrupt", [_corrupt_bin, _corrupt_xml, _flip_a_weight])
+def test_a_corrupt_cache_is_converted_again(ov_segmenter, tiny_model_path, tmp_path, rgb_image, caplog, corrupt):
+    import shutil
+
+    _, good = ov_segmenter
+    cache = tmp_path / "cache"
+    shutil.copytree(good, cache)
+    folder = next(cache.glob("*/vision_encoder.xml")).parent
+    assert (folder / "vision_encoder.sha256").is_file()
+    corrupt(folder)
+    seg = Sam3Segmenter.from_pretrained(
+        tiny_model_path, device="cpu", vision_backend="openvino", openvino_cache_dir=cache, cache=False
+    )
+    assert seg.vision_backend == "openvino"
+    assert any("unusable" in r.getMessage() for r in caplog.records)
+    reference, _ = ov_segmenter
+    with torch.inference_mode():
+        torch.testing.assert_close(seg.encode_image(rgb_image).backbone, reference.encode_image(rgb_image).backbone)
+    # The rewritten cache is whole again: the next start reads it without converting.
+    assert openvino._digest(folder / "vision_encoder.xml", folder / "vision_encoder.bin") == (
+        folder / "vision_encoder.sha256"
+    ).read_text()
+
+
+def test_auto_falls_back_to_torch_when_openvino_cannot_build(tiny_model_path, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no space left on device")
+
+    monkeypatch.setattr(openvino, "MIN_PARAMETERS", 1)  # "auto" would pick OpenVINO
+    monkeypatch.setattr(openvino, "OpenVINOVisionEncoder", broken)
+    seg = Sam3Segmenter.from_pretrained(tiny_model_path, device="cpu", vision_backend="auto")
+    assert seg.vision_backend == "torch"
+    assert any("runs on torch" in r.getMessage() for r in caplog.records)

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -69,23 +70,21 @@ class OpenVINOVisionEncoder:
         key = _cache_key(vision_encoder, image_size, model_id)
         path = Path(cache_dir).expanduser() / key / "vision_encoder.xml"
         core = ov.Core()
+        self.compiled = None
         if path.is_file():
-            model = core.read_model(path)
-            log.info("OpenVINO vision encoder read from %s", path)
-        else:
+            try:
+                self.compiled = _load_verified(core, path)
+                log.info("OpenVINO vision encoder read from %s", path)
+            except Exception as exc:  # a truncated, edited or half-written cache: never a stuck server
+                log.warning("the OpenVINO cache %s is unusable (%s); converting the vision encoder again", path, exc)
+        if self.compiled is None:
             # A warning, so a CLI user sees why this first start takes minutes (and ~15 GB of memory).
             log.warning("converting the vision encoder to OpenVINO: once per model, minutes for SAM 3")
             example = torch.zeros(1, 3, image_size, image_size)
             with torch.no_grad():
                 model = ov.convert_model(_Outputs(vision_encoder).eval(), example_input=example)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.xml")
-            ov.save_model(model, tmp, compress_to_fp16=False)  # fp16 weights would not be exact
-            tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
-            tmp.replace(path)
-        self.compiled = core.compile_model(
-            model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-        )
+            _save(ov, model, path)
+            self.compiled = _compile(core, model)
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, Levels, Levels]:
@@ -94,6 +93,48 @@ class OpenVINOVisionEncoder:
         tensors = [torch.from_numpy(result[out]) for out in self.compiled.outputs]
         backbone, rest = tensors[0], tensors[1:]
         return backbone, tuple(rest[: self.levels]), tuple(rest[self.levels :])
+
+
+def _compile(core: Any, model: Any) -> Any:
+    return core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
+
+
+def _save(ov: Any, model: Any, path: Path) -> None:
+    """Write the .xml/.bin pair and the digest that vouches for them; each file lands whole (temp + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.xml")
+    ov.save_model(model, tmp, compress_to_fp16=False)  # fp16 weights would not be exact
+    digest = _digest(tmp, tmp.with_suffix(".bin"))
+    tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
+    tmp.replace(path)
+    sidecar = path.with_suffix(".sha256")
+    sidecar.with_suffix(".tmp").write_text(digest)
+    sidecar.with_suffix(".tmp").replace(sidecar)
+
+
+def _load_verified(core: Any, path: Path) -> Any:
+    """The cached model, compiled, if its files are exactly the ones `_save` wrote; raises otherwise.
+
+    A cache from before the digest existed is trusted once it reads and compiles, then gets one.
+    """
+    sidecar = path.with_suffix(".sha256")
+    files = (path, path.with_suffix(".bin"))
+    if sidecar.is_file() and sidecar.read_text().strip() != _digest(*files):
+        raise ValueError("its files do not match the digest written with them")
+    compiled = _compile(core, core.read_model(path))
+    if not sidecar.is_file():
+        sidecar.write_text(_digest(*files))
+    return compiled
+
+
+def _digest(*files: Path) -> str:
+    """SHA-256 over the files' bytes (a few seconds for SAM 3's 1.8 GB, against minutes to reconvert)."""
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()
 
 
 def should_use(backend: str, vision_encoder: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> bool:

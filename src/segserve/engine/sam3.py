@@ -106,9 +106,14 @@ class Sam3Segmenter:
         # see engine/openvino.py); `vision_backend` says which one runs.
         self._openvino = None
         if openvino.should_use(cfg.vision_backend, model.vision_encoder, self.device, self.dtype):
-            self._openvino = openvino.OpenVINOVisionEncoder(
-                model.vision_encoder, self.image_size, Path(cfg.openvino_cache_dir), model_id
-            )
+            try:
+                self._openvino = openvino.OpenVINOVisionEncoder(
+                    model.vision_encoder, self.image_size, Path(cfg.openvino_cache_dir), model_id
+                )
+            except Exception as exc:  # "auto" must never cost the server its start: torch runs it exactly
+                if cfg.vision_backend == "openvino":
+                    raise ModelLoadError(f"The OpenVINO vision encoder could not be built: {exc}") from exc
+                log.warning("OpenVINO vision encoder unavailable (%s); the vision encoder runs on torch", exc)
         self.vision_backend = "openvino" if self._openvino is not None else "torch"
         # Grid-mode everything. Its tracker loads on first use: no memory until then.
         self.grid = GridSegmenter(
