@@ -15,6 +15,7 @@
     ├── AuthenticationError            401 authentication_error / invalid_api_key
     ├── ServerBusyError                429 rate_limit_error / server_busy
     ├── ModelNotReadyError             503 server_error / model_not_ready
+    ├── ShuttingDownError              503 server_error / shutting_down
     ├── RequestTimeoutError            504 server_error / timeout
     └── ModelLoadError                 (raised at start-up / in the CLI, never on the wire)
 
@@ -116,6 +117,14 @@ class ModelNotReadyError(SegserveError):
     code = "model_not_ready"
 
 
+class ShuttingDownError(SegserveError):
+    """The server is stopping (SIGTERM): the request was not answered in the grace period. Retry
+    against another instance, or this one once it is back."""
+
+    status = 503
+    code = "shutting_down"
+
+
 class RequestTimeoutError(SegserveError):
     status = 504
     code = "timeout"
@@ -145,6 +154,7 @@ ERRORS_BY_CODE: dict[str, type[SegserveError]] = {
         AuthenticationError,
         ServerBusyError,
         ModelNotReadyError,
+        ShuttingDownError,
         RequestTimeoutError,
         SegserveError,
     )

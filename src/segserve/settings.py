@@ -97,7 +97,9 @@ class Settings(BaseSettings):
     retry_after: int = Field(5, ge=1)  # seconds advertised in Retry-After with a 429
     warmup: bool = True  # run one inference before /readyz says ready
     exit_on_load_error: bool = True  # exit non-zero when the model fails to load (off: stay up, /readyz 503)
-    shutdown_grace: float = Field(30.0, ge=0)  # seconds running requests get after SIGTERM
+    # seconds in-flight requests get after SIGTERM; those still unanswered then get 503 shutting_down.
+    # Keep it below the orchestrator's own (Kubernetes' terminationGracePeriodSeconds: 30 by default)
+    shutdown_grace: float = Field(25.0, ge=0)
 
     # --- image intake ------------------------------------------------------------------------
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)  # upload / download size limit

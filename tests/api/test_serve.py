@@ -73,21 +73,24 @@ from segserve.api.serve import configure_logging, run
 from segserve.settings import Settings
 
 configure_logging()
-settings = Settings(_env_file=None, api_keys="k", port={port}, warmup=False, shutdown_grace=30)
-sys.exit(run(settings, app=create_app(settings, SlowSegmenter(delay=2.0))))
+settings = Settings(_env_file=None, api_keys="k", port={port}, warmup=False, shutdown_grace={grace})
+sys.exit(run(settings, app=create_app(settings, SlowSegmenter(delay={delay}))))
 """
 
 
-def test_sigterm_lets_running_requests_finish_and_exits_0(tmp_path):
-    from api_support import png
-
+def _slow_server(tmp_path: Path, grace: float, delay: float) -> tuple[str, object]:
     port = free_port()
     script = tmp_path / "slow_server.py"
-    script.write_text(textwrap.dedent(SLOW_SERVER.format(support=str(Path(__file__).parent), port=port)))
+    support = str(Path(__file__).parent)
+    script.write_text(textwrap.dedent(SLOW_SERVER.format(support=support, port=port, grace=grace, delay=delay)))
     proc = start([sys.executable, str(script)], server_env(), tmp_path)
     base = f"http://127.0.0.1:{port}"
     wait_for(f"{base}/readyz", proc)
-    answers: list[requests.Response] = []
+    return base, proc
+
+
+def _post_in_background(base: str, answers: list) -> threading.Thread:
+    from api_support import png
 
     def call() -> None:
         answers.append(
@@ -102,15 +105,43 @@ def test_sigterm_lets_running_requests_finish_and_exits_0(tmp_path):
 
     worker = threading.Thread(target=call)
     worker.start()
+    return worker
+
+
+def _wait_until_running(base: str) -> None:
     for _ in range(600):  # until the model call is running
         if "segserve_inference_running 1.0" in requests.get(f"{base}/metrics", timeout=5).text:
-            break
+            return
         threading.Event().wait(0.02)
-    else:
-        raise AssertionError("the request never started")
+    raise AssertionError("the request never started")
+
+
+def test_sigterm_lets_running_requests_finish_and_exits_0(tmp_path):
+    base, proc = _slow_server(tmp_path, grace=30, delay=2.0)
+    answers: list[requests.Response] = []
+    worker = _post_in_background(base, answers)
+    _wait_until_running(base)
     code, out = stop(proc)  # SIGTERM mid-inference
     worker.join(60)
     assert code == 0, out
     assert len(answers) == 1 and answers[0].status_code == 200, out
     assert answers[0].json()["segments"][0]["bbox"] == [5, 4, 20, 12]
+    assert "Traceback" not in out
+
+
+def test_sigterm_past_the_grace_period_answers_json_503_then_exits_0(tmp_path):
+    base, proc = _slow_server(tmp_path, grace=2, delay=8.0)
+    answers: list[requests.Response] = []
+    workers = [_post_in_background(base, answers)]
+    _wait_until_running(base)
+    workers.append(_post_in_background(base, answers))  # waits in the queue behind the running one
+    threading.Event().wait(0.3)
+    code, out = stop(proc, timeout=30)  # SIGTERM: the running job needs 8 s, the grace is 2 s
+    for w in workers:
+        w.join(30)
+    assert code == 0, out
+    assert len(answers) == 2, out
+    for r in answers:  # the running request and the queued one: the contract's body, not a plain 500
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "shutting_down" and r.headers["Retry-After"]
     assert "Traceback" not in out

@@ -28,6 +28,7 @@ from segserve.errors import (
     MissingFieldError,
     ModelNotReadyError,
     SegserveError,
+    ShuttingDownError,
     UnknownModelError,
 )
 from segserve.images import decode_image
@@ -68,6 +69,8 @@ def _state(request: Request) -> AppState:
 async def segment_image(request: Request) -> Response:
     state = _state(request)
     settings: Settings = state.settings
+    if state.draining:
+        raise _shutting_down(state)
     if not state.ready:
         raise _not_ready(state)
 
@@ -137,6 +140,14 @@ def _check_fields(fields: dict[str, Any], *, has_upload: bool, settings: Setting
     return image.strip()
 
 
+def _shutting_down(state: AppState) -> SegserveError:
+    return ShuttingDownError(
+        "The server is shutting down and takes no new requests. Retry; another instance (or this one, "
+        "restarted) will answer.",
+        headers={"Retry-After": str(state.settings.retry_after)},
+    )
+
+
 def _not_ready(state: AppState) -> SegserveError:
     if state.load_error:
         return ModelNotReadyError(f"The model failed to load; the operator must fix the server. ({state.load_error})")
@@ -179,8 +190,8 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(request: Request) -> Response:
     state = _state(request)
-    if not state.ready:
-        err = _not_ready(state)
+    if state.draining or not state.ready:
+        err = _shutting_down(state) if state.draining else _not_ready(state)
         return JSONResponse(err.to_body(), status_code=err.status, headers=err.headers)
     return JSONResponse({"status": "ready", "model": state.settings.model_name})
 

@@ -46,8 +46,17 @@ def run(settings: Settings, *, log_level: str = "info", app: Any = None) -> int:
         access_log=False,  # the app logs one line per request, with its request id
         timeout_graceful_shutdown=settings.shutdown_grace,
     )
-    server = uvicorn.Server(config)
     state = getattr(app.state, "segserve", None)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Told first, so requests still waiting when the grace period ends get a JSON 503
+            # instead of being cut off (uvicorn cancels them at `timeout_graceful_shutdown`).
+            if state is not None and not self.should_exit:
+                state.begin_shutdown(settings.shutdown_grace)
+            super().handle_exit(sig, frame)
+
+    server = Server(config)
     if state is not None:
         # A server that can never answer is better dead: an orchestrator restarts it, a person sees it.
         state.on_fatal = lambda: setattr(server, "should_exit", True)

@@ -21,6 +21,9 @@ from segserve.types import SegmentRequest
 
 log = logging.getLogger("segserve.api")
 
+# Answers to requests cut short by a shutdown must leave this long before the grace period ends.
+SHUTDOWN_MARGIN_S = 1.0
+
 
 class AppState:
     """Everything the routes need, on `app.state.segserve`."""
@@ -30,6 +33,7 @@ class AppState:
         self.segmenter = segmenter
         self.keys = keys
         self.ready = False
+        self.draining = False  # SIGTERM received: no new work; /readyz says 503
         self.load_error: str | None = None
         self.started_at = int(time.time())
         # Called once when the model fails to load and `settings.exit_on_load_error` is on: the
@@ -42,6 +46,14 @@ class AppState:
             retry_after=settings.retry_after,
             on_depth=self._on_depth,
         )
+
+    def begin_shutdown(self, grace: float) -> None:
+        """The process was asked to stop: refuse new requests, and answer the ones still waiting with
+        503 just before the `grace` seconds the server gives them run out (a JSON answer, where the
+        server would otherwise cut them off)."""
+        self.draining = True
+        margin = min(SHUTDOWN_MARGIN_S, grace / 2)
+        self.worker.abandon_at(time.monotonic() + grace - margin)
 
     def _on_depth(self, waiting: int, running: int) -> None:
         self.metrics.queue_depth.set(waiting)

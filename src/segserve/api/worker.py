@@ -4,7 +4,9 @@ At most `workers` jobs run and at most `max_queue` wait; a job submitted beyond 
 once with 429 `server_busy` (never queued, never a hang). A waiting job whose client went away is
 cancelled before it starts, so no model time is spent on an answer nobody will read. A request
 that waited and ran longer than its timeout gets 504; its job, if already running, finishes on its
-thread (a model call cannot be interrupted) and its result is dropped.
+thread (a model call cannot be interrupted) and its result is dropped. Once the server is stopping
+(`abandon_at`), a request still waiting at that moment gets 503 `shutting_down` the same way, while
+a response can still be sent.
 
 The threads and their `queue.SimpleQueue` are plain stdlib: `concurrent.futures.Future` gives the
 "cancel only if not yet started" semantics (`cancel()` / `set_running_or_notify_cancel()`), which a
@@ -18,10 +20,11 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from segserve.errors import RequestTimeoutError, ServerBusyError
+from segserve.errors import RequestTimeoutError, ServerBusyError, ShuttingDownError
 
 log = logging.getLogger("segserve.worker")
 T = TypeVar("T")
@@ -62,6 +65,7 @@ class InferenceWorker:
         self._waiting = 0  # accepted, not started, not cancelled
         self._running = 0
         self._threads: list[threading.Thread] = []
+        self._abandon_at: float | None = None  # time.monotonic() after which nobody waits any more
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -74,12 +78,21 @@ class InferenceWorker:
             self._threads.append(t)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Let running jobs finish (up to `timeout` seconds), then end the threads."""
+        """Let running jobs finish (up to `timeout` seconds, and never past `abandon_at`), then end the threads."""
+        if self._abandon_at is not None:
+            left = max(0.0, self._abandon_at - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
+        deadline = None if timeout is None else time.monotonic() + timeout
         for _ in self._threads:
             self._queue.put(None)
         for t in self._threads:
-            t.join(timeout)
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self._threads = []
+
+    def abandon_at(self, deadline: float) -> None:
+        """From `deadline` (a `time.monotonic()` value) on, requests stop waiting for their jobs and get
+        503 `shutting_down`: the server is stopping and its grace period is about to run out."""
+        self._abandon_at = deadline
 
     @property
     def waiting(self) -> int:
@@ -134,6 +147,13 @@ class InferenceWorker:
         wrapped = asyncio.wrap_future(future)
         try:
             while True:
+                if self._abandon_at is not None and time.monotonic() >= self._abandon_at:
+                    self.cancel(future)  # a running job cannot be stopped: its result is dropped
+                    raise ShuttingDownError(
+                        "The server is shutting down and could not finish this request in time. Retry; "
+                        "another instance (or this one, restarted) will answer.",
+                        headers={"Retry-After": str(self.retry_after)},
+                    )
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     self.cancel(future)
