@@ -25,6 +25,7 @@ from segserve.errors import (
     RequestTimeoutError,
     SegserveError,
     ServerBusyError,
+    ShuttingDownError,
     UnknownModelError,
     UnsupportedImageFormatError,
     error_body,
@@ -44,6 +45,7 @@ CONTRACT = [
     (InvalidImageError, 422, "invalid_request_error", "invalid_image"),  # not decodable
     (ServerBusyError, 429, "rate_limit_error", "server_busy"),  # the queue is full
     (ModelNotReadyError, 503, "server_error", "model_not_ready"),  # still loading
+    (ShuttingDownError, 503, "server_error", "shutting_down"),  # SIGTERM: not answered within the grace
     (RequestTimeoutError, 504, "server_error", "timeout"),  # ran past request_timeout
     (SegserveError, 500, "server_error", "internal_error"),  # anything unexpected
 ]
