@@ -243,3 +243,35 @@ def test_worker_passes_exceptions_through():
         assert asyncio.run(worker.run(lambda: "fine", timeout=10)) == "fine"
     finally:
         worker.stop(5)
+
+
+def test_admission_takes_a_place_before_the_work_exists_and_hands_it_back():
+    worker = InferenceWorker(workers=1, max_queue=1)
+    worker.start()
+    try:
+        with worker.admit() as a, worker.admit() as b:
+            assert worker.waiting == 2  # both places taken before any job was submitted
+            with pytest.raises(ServerBusyError), worker.admit():
+                pass
+            assert asyncio.run(worker.run(lambda: "a", timeout=10, ticket=a)) == "a"
+            with pytest.raises(RuntimeError, match="one job"):
+                worker.submit(lambda: "again", a)
+            del b  # never used: a request that failed before queueing its job
+        assert (worker.waiting, worker.running) == (0, 0)  # unused places are handed back
+        with worker.admit(), worker.admit():
+            pass
+    finally:
+        worker.stop(5)
+
+
+def test_a_refused_request_reads_no_body():
+    # Full queue: the 429 is decided before the upload is read, so even a body the server would
+    # refuse as too large (413) gets the 429.
+    seg = SlowSegmenter(delay=2.0)
+    with app_client(seg, max_queue=0) as c:
+        first = threading.Thread(target=lambda: upload(c, png()))
+        first.start()
+        assert seg.started.wait(10)
+        r = c.post(PATH, headers={**AUTH, "Content-Type": "application/json"}, content=b"x" * (40 * 2**20))
+        first.join(30)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "server_busy" and r.headers["Retry-After"]

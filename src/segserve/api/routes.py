@@ -74,35 +74,39 @@ async def segment_image(request: Request) -> Response:
     if not state.ready:
         raise _not_ready(state)
 
-    try:
-        body = await parse_body(request, settings)
-    except ClientDisconnect:  # the client hung up mid-upload: its mistake or choice, not a server fault
-        return _client_closed(request, "client went away during its upload")
-    fields = body.fields
-    image_ref = _check_fields(fields, has_upload=body.upload is not None, settings=settings)
-    # Form fields arrive as strings; an empty one (an HTML form's blank input) means "not given".
-    options = {name: None if fields.get(name) == "" else fields.get(name) for name in SegmentOptions.model_fields}
-    seg_request = SegmentRequest.resolve(settings, prompt=fields.get("prompt") or "", **options)
+    # The queue place is taken before the body is read: under overload a refusal costs no upload.
+    with state.worker.admit() as ticket:
+        try:
+            body = await parse_body(request, settings)
+        except ClientDisconnect:  # the client hung up mid-upload: its mistake or choice, not a server fault
+            return _client_closed(request, "client went away during its upload")
+        fields = body.fields
+        image_ref = _check_fields(fields, has_upload=body.upload is not None, settings=settings)
+        # Form fields arrive as strings; an empty one (an HTML form's blank input) means "not given".
+        options = {name: None if fields.get(name) == "" else fields.get(name) for name in SegmentOptions.model_fields}
+        seg_request = SegmentRequest.resolve(settings, prompt=fields.get("prompt") or "", **options)
 
-    data = body.upload if body.upload is not None else await fetch_image(image_ref or "", settings)
-    # Decoding (and `load()`, so truncated files fail here) happens before the image takes a queue slot.
-    rgb = await run_in_threadpool(decode_image, data, max_pixels=settings.max_image_pixels)
-    del data
+        data = body.upload if body.upload is not None else await fetch_image(image_ref or "", settings)
+        # Decoding (and `load()`, so truncated files fail here) happens before the job is queued.
+        rgb = await run_in_threadpool(decode_image, data, max_pixels=settings.max_image_pixels)
+        del data
 
-    segmenter = state.segmenter
-    assert segmenter is not None  # `ready` implies a loaded model
-    metrics: metrics_mod.Metrics = state.metrics
+        segmenter = state.segmenter
+        assert segmenter is not None  # `ready` implies a loaded model
+        metrics: metrics_mod.Metrics = state.metrics
 
-    def job() -> bytes:
-        started = time.perf_counter()
-        result = segmenter.segment(rgb, seg_request.concepts, seg_request.options)
-        metrics.inference.observe(time.perf_counter() - started)
-        return json.dumps(result.to_dict(seg_request.options.mask_format), separators=(",", ":")).encode()
+        def job() -> bytes:
+            started = time.perf_counter()
+            result = segmenter.segment(rgb, seg_request.concepts, seg_request.options)
+            metrics.inference.observe(time.perf_counter() - started)
+            return json.dumps(result.to_dict(seg_request.options.mask_format), separators=(",", ":")).encode()
 
-    try:
-        payload = await state.worker.run(job, timeout=settings.request_timeout, is_disconnected=request.is_disconnected)
-    except ClientDisconnected:
-        return _client_closed(request, "client went away while queued; its inference was dropped")
+        try:
+            payload = await state.worker.run(
+                job, timeout=settings.request_timeout, is_disconnected=request.is_disconnected, ticket=ticket
+            )
+        except ClientDisconnected:
+            return _client_closed(request, "client went away while queued; its inference was dropped")
     return Response(payload, media_type="application/json")
 
 

@@ -1,10 +1,12 @@
 """The inference queue: model calls run on worker threads, never on the event loop.
 
 At most `workers` jobs run and at most `max_queue` wait; a job submitted beyond that is refused at
-once with 429 `server_busy` (never queued, never a hang). A waiting job whose client went away is
-cancelled before it starts, so no model time is spent on an answer nobody will read. A request
-that waited and ran longer than its timeout gets 504; its job, if already running, finishes on its
-thread (a model call cannot be interrupted) and its result is dropped. Once the server is stopping
+once with 429 `server_busy` (never queued, never a hang). A request can take its place before it
+reads its body (`admit()`), so under overload the refusal costs no upload and no decoding. A
+waiting job whose client went away is cancelled before it starts, so no model time is spent on an
+answer nobody will read. A request that waited and ran longer than its timeout gets 504; its job,
+if already running, finishes on its thread (a model call cannot be interrupted) and its result is
+dropped. Once the server is stopping
 (`abandon_at`), a request still waiting at that moment gets 503 `shutting_down` the same way, while
 a response can still be sent.
 
@@ -17,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from segserve.errors import RequestTimeoutError, ServerBusyError, ShuttingDownError
@@ -35,6 +38,15 @@ DISCONNECT_POLL_S = 0.1
 
 class ClientDisconnected(Exception):
     """The client went away while its job waited; the job was dropped."""
+
+
+class Ticket:
+    """A place in the queue, taken by `InferenceWorker.admit()` and used by one job."""
+
+    __slots__ = ("used",)
+
+    def __init__(self) -> None:
+        self.used = False
 
 
 class _Job:
@@ -103,11 +115,34 @@ class InferenceWorker:
         return self._running
 
     # --- submission ------------------------------------------------------------------------
-    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future:
-        """Queue `fn`, or raise `ServerBusyError` when `workers + max_queue` jobs are already in."""
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[Ticket]:
+        """Take a place in the queue now, or raise `ServerBusyError`: the check a request makes
+        before reading its body. The place is the request's until `run(..., ticket=)` uses it or the
+        block ends (a bad request hands it back)."""
+        ticket = self._reserve()
+        try:
+            yield ticket
+        finally:
+            if not ticket.used:
+                with self._lock:
+                    self._waiting -= 1
+                    self._report()
+
+    def submit(self, fn: Callable[[], T], ticket: Ticket | None = None) -> concurrent.futures.Future:
+        """Queue `fn` (in the place `ticket` holds, or a new one): 429 when `workers + max_queue` are in."""
         if not self._threads:
             raise RuntimeError("InferenceWorker.start() was not called")
+        if ticket is None:
+            ticket = self._reserve()
+        elif ticket.used:
+            raise RuntimeError("a queue ticket runs one job")
+        ticket.used = True
         job = _Job(fn)
+        self._queue.put(job)
+        return job.future
+
+    def _reserve(self) -> Ticket:
         with self._lock:
             if self._waiting + self._running >= self.workers + self.max_queue:
                 raise ServerBusyError(
@@ -117,8 +152,7 @@ class InferenceWorker:
                 )
             self._waiting += 1
             self._report()
-        self._queue.put(job)
-        return job.future
+        return Ticket()
 
     def cancel(self, future: concurrent.futures.Future) -> bool:
         """Drop a job that has not started. True if it was dropped."""
@@ -135,13 +169,15 @@ class InferenceWorker:
         *,
         timeout: float,
         is_disconnected: Callable[[], Awaitable[bool]] | None = None,
+        ticket: Ticket | None = None,
     ) -> T:
-        """Submit `fn` and await its result; 429 when full, 504 after `timeout` seconds.
+        """Submit `fn` (in `ticket`'s place if given) and await its result; 429 when full, 504 after
+        `timeout` seconds.
 
         While the job waits, `is_disconnected()` is polled; if it turns true the job is dropped and
         `ClientDisconnected` is raised.
         """
-        future = self.submit(fn)
+        future = self.submit(fn, ticket)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         wrapped = asyncio.wrap_future(future)
