@@ -1,7 +1,7 @@
 // The reference document's `rleDecode` (/work/shared/reference/segmentation-api-doc.txt,
 // "RLE Decoding Example (JavaScript)"), copied verbatim except that the TypeScript type
 // annotations (`: string`, `: number`, `: number[]`, `: number[][]`) are removed so that Node
-// runs it as plain JavaScript. Used by tests/test_masks_js.py to prove our masks decode with it.
+// runs it as plain JavaScript. Used by tests/web/test_rle_js.py to prove our masks decode with it.
 
 /**
 * Decode COCO RLE format mask

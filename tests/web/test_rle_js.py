@@ -1,99 +1,112 @@
-"""The playground's ES modules under Node: `rle.js` decodes what `segserve.masks.rle_encode`
-(pycocotools) produces, `render.js` paints the colours and outlines the CLI's overlay uses, and
-`zip.js` writes archives Python can read.
-"""
+"""RLE on the wire, decoded in JavaScript: the playground's `rle.js` and the reference document's own
+`rleDecode` (reference_rle_decode.mjs, copied verbatim but for its type annotations) both give back
+exactly the masks `segserve.masks.rle_encode` (pycocotools) encoded."""
 
 from __future__ import annotations
 
 import base64
-import io
-import json
-import shutil
-import subprocess
-import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from segserve.masks import mask_to_box, rle_encode
-from segserve.render import mask_edges, palette
 
-WEB = Path(__file__).resolve().parents[2] / "src" / "segserve" / "web"
-NODE = shutil.which("node") or "/usr/bin/node"
-
-RLE_SCRIPT = """
-import { readFileSync } from "node:fs";
-import { pathToFileURL } from "node:url";
-const [web, casesPath] = process.argv.slice(1);
-const rle = await import(pathToFileURL(web + "/rle.js").href);
-const bits = (arr) => Array.from(arr).join("");
-const cases = JSON.parse(readFileSync(casesPath, "utf8"));
-const out = cases.map(({ counts, h, w }) => {
-  const crop = rle.rleToCrop(counts, h, w);
-  return {
-    decode: rle.rleDecode(counts, h, w).map((row) => row.join("")).join(""),
-    mask: bits(rle.rleToMask(counts, h, w)),
-    crop: { x: crop.x, y: crop.y, width: crop.width, height: crop.height, area: crop.area,
-            data: bits(crop.data) },
-  };
-});
-process.stdout.write(JSON.stringify(out));
-"""
-
-
-def _node(script: str, *args: str) -> Any:
-    proc = subprocess.run(
-        [NODE, "--input-type=module", "-e", script, str(WEB), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def _bits(s: str, shape: tuple[int, ...]) -> np.ndarray:
-    return (np.frombuffer(s.encode(), np.uint8) == ord("1")).reshape(shape)
+REFERENCE = Path(__file__).parent / "reference_rle_decode.mjs"
 
 
 def _masks() -> list[np.ndarray]:
+    rng = np.random.default_rng(42)
+    one_mid = np.zeros((37, 53), bool)
+    one_mid[18, 26] = True
+    one_last = np.zeros((480, 640), bool)
+    one_last[-1, -1] = True
+    blob = np.zeros((301, 207), bool)
+    yy, xx = np.mgrid[:301, :207]
+    blob[(yy - 150) ** 2 + (xx - 90) ** 2 < 70**2] = True
+    first = [
+        np.zeros((64, 48), bool),  # empty
+        np.ones((64, 48), bool),  # full
+        np.ones((1, 1), bool),  # one pixel, set
+        np.zeros((1, 1), bool),  # one pixel, clear
+        one_mid,  # one pixel in the middle
+        one_last,  # ~300k zeros before it: multi-group counts
+        np.eye(9, 13, dtype=bool),  # a diagonal
+        rng.random((1, 17)) < 0.5,  # one row
+        rng.random((19, 1)) < 0.5,  # one column
+        rng.random((37, 53)) < 0.5,  # odd sizes, noisy
+        rng.random((101, 99)) < 0.03,  # sparse
+        rng.random((77, 131)) < 0.97,  # dense
+        blob,  # a disc
+    ]
+
     rng = np.random.default_rng(7)
-    one = np.zeros((31, 45), bool)
-    one[30, 0] = True  # bottom-left corner: the run ends a column
-    one_last = np.zeros((513, 769), bool)
-    one_last[-1, -1] = True  # a 394k run of zeros first
+    corner = np.zeros((31, 45), bool)
+    corner[30, 0] = True
+    one_last_big = np.zeros((513, 769), bool)
+    one_last_big[-1, -1] = True
     ring = np.zeros((99, 141), bool)
     yy, xx = np.mgrid[:99, :141]
     d = (yy - 50) ** 2 + (xx - 70) ** 2
     ring[(d < 40**2) & (d > 25**2)] = True
     wrap = np.zeros((20, 30), bool)
     wrap[15:, 3] = True
-    wrap[:4, 4] = True  # one run crossing from column 3 into column 4
-    return [
-        np.zeros((48, 64), bool),
-        np.ones((48, 64), bool),
-        np.ones((1, 1), bool),
-        np.zeros((1, 1), bool),
-        one,
-        one_last,
-        wrap,
-        ring,
-        rng.random((1, 23)) < 0.5,
-        rng.random((29, 1)) < 0.5,
-        rng.random((37, 53)) < 0.5,
-        rng.random((101, 99)) < 0.02,
-        rng.random((77, 131)) < 0.98,
+    wrap[:4, 4] = True
+    second = [
+        np.zeros((48, 64), bool),  # empty, wider than tall
+        np.ones((48, 64), bool),  # full, wider than tall
+        np.ones((1, 1), bool),  # one pixel, set
+        np.zeros((1, 1), bool),  # one pixel, clear
+        corner,  # bottom-left corner: the run ends a column
+        one_last_big,  # a 394k run of zeros first
+        wrap,  # one run crossing from column 3 into column 4
+        ring,  # a hole in the middle
+        rng.random((1, 23)) < 0.5,  # one row
+        rng.random((29, 1)) < 0.5,  # one column
+        rng.random((37, 53)) < 0.5,  # odd sizes, noisy
+        rng.random((101, 99)) < 0.02,  # sparse
+        rng.random((77, 131)) < 0.98,  # dense
     ]
+    return first + second
 
 
-def test_rle_js_matches_pycocotools(tmp_path: Path) -> None:
+def _cases(masks: list[np.ndarray]) -> list[dict]:
+    return [{"counts": rle_encode(m)["counts"], "h": m.shape[0], "w": m.shape[1]} for m in masks]
+
+
+def _bits(s: str, shape: tuple[int, ...]) -> np.ndarray:
+    return (np.frombuffer(s.encode(), np.uint8) == ord("1")).reshape(shape)
+
+
+def test_reference_rle_decode_reads_our_rle(node):
     masks = _masks()
-    cases = [{"counts": rle_encode(m)["counts"], "h": m.shape[0], "w": m.shape[1]} for m in masks]
-    (tmp_path / "cases.json").write_text(json.dumps(cases))
-    results = _node(RLE_SCRIPT, str(tmp_path / "cases.json"))
+    decoded = node(
+        {"ref": REFERENCE},
+        'return cases.map((c) => m.ref.rleDecode(c.counts, c.h, c.w).map((row) => row.join("")).join(""));',
+        _cases(masks),
+    )
+    for i, (want, got) in enumerate(zip(masks, decoded)):
+        got = _bits(got, want.shape)
+        assert (got == want).all(), f"case {i} ({want.shape}) differs in {(got != want).sum()} pixels"
+
+
+RLE_JS = """
+const bits = (arr) => Array.from(arr).join("");
+return cases.map(({ counts, h, w }) => {
+  const crop = m.rle.rleToCrop(counts, h, w);
+  return {
+    decode: m.rle.rleDecode(counts, h, w).map((row) => row.join("")).join(""),
+    mask: bits(m.rle.rleToMask(counts, h, w)),
+    crop: { x: crop.x, y: crop.y, width: crop.width, height: crop.height, area: crop.area,
+            data: bits(crop.data) },
+  };
+});
+"""
+
+
+def test_rle_js_decodes_what_pycocotools_encodes(node):
+    masks = _masks()
+    results = node({"rle": "rle.js"}, RLE_JS, _cases(masks))
     for i, (m, got) in enumerate(zip(masks, results)):
         assert (_bits(got["decode"], m.shape) == m).all(), f"rleDecode, case {i}"
         assert (_bits(got["mask"], m.shape) == m).all(), f"rleToMask, case {i}"
@@ -107,77 +120,13 @@ def test_rle_js_matches_pycocotools(tmp_path: Path) -> None:
         assert (_bits(crop["data"], (y2 - y1, x2 - x1)) == m[y1:y2, x1:x2]).all(), f"rleToCrop, case {i}"
 
 
-def test_rle_js_rejects_garbage() -> None:
-    script = """
-    const rle = await import(new URL("file://" + process.argv[1] + "/rle.js").href);
-    const out = [];
-    for (const counts of [btoa("0\\u00ff"), btoa("a")]) {
-      try { rle.rleToMask(counts, 2, 2); out.push("ok"); } catch (e) { out.push(e.message); }
-    }
-    process.stdout.write(JSON.stringify(out));
-    """
-    out = _node(script)
-    assert "invalid character" in out[0]
-    assert "middle of a value" in out[1]
-
-
-RENDER_SCRIPT = """
-import { readFileSync } from "node:fs";
-import { pathToFileURL } from "node:url";
-const [web, casesPath] = process.argv.slice(1);
-const rle = await import(pathToFileURL(web + "/rle.js").href);
-const render = await import(pathToFileURL(web + "/render.js").href);
-const { h, w, counts, opacity } = JSON.parse(readFileSync(casesPath, "utf8"));
-const segments = counts.map((c, index) => ({ index, crop: rle.rleToCrop(c, h, w) }));
-const layer = render.composeMaskLayer(segments, w, h, { opacity, lineWidth: 1 });
-process.stdout.write(JSON.stringify({ palette: render.palette(40), layer: Array.from(layer) }));
-"""
-
-
-@pytest.mark.parametrize("opacity", [0.5, 0.8])
-def test_mask_layer_and_palette_match_the_cli_overlay(tmp_path: Path, opacity: float) -> None:
-    h, w = 41, 57
-    yy, xx = np.mgrid[:h, :w]
-    masks = np.stack(
-        [
-            (yy - 20) ** 2 + (xx - 20) ** 2 < 12**2,  # id 1, on top where it overlaps id 2
-            (yy > 5) & (yy < 35) & (xx > 25) & (xx < 56),
-            (yy == 0) | (xx == w - 1),  # touches the image border: all of it is outline
-        ]
-    )
-    case = {"h": h, "w": w, "counts": [rle_encode(m)["counts"] for m in masks], "opacity": opacity}
-    (tmp_path / "case.json").write_text(json.dumps(case))
-    out = _node(RENDER_SCRIPT, str(tmp_path / "case.json"))
-    assert [tuple(c) for c in out["palette"]] == palette(40)
-
-    layer = np.array(out["layer"], np.uint8).reshape(h, w, 4)
-    colors = np.array(palette(len(masks)), np.uint8)
-    want = np.zeros((h, w, 4), np.uint8)
-    for i in reversed(range(len(masks))):  # the highest confidence is drawn last, on top
-        m = masks[i]
-        want[m, :3] = colors[i]
-        want[m, 3] = round(opacity * 255)
-        want[mask_edges(m), 3] = 255
-    assert (layer == want).all(), np.argwhere((layer != want).any(-1))[:5]
-
-
-def test_zip_js_writes_a_readable_archive() -> None:
-    script = """
-    const { makeZip, crc32 } = await import(new URL("file://" + process.argv[1] + "/zip.js").href);
-    const enc = new TextEncoder();
-    const zip = makeZip([
-      { name: "a.txt", data: enc.encode("hello") },
-      { name: "dir/ü.bin", data: new Uint8Array([0, 1, 2, 255]) },
-      { name: "empty", data: new Uint8Array(0) },
-    ]);
-    process.stdout.write(JSON.stringify({ zip: Buffer.from(zip).toString("base64"),
-                                          crc: crc32(enc.encode("123456789")) }));
-    """
-    out = _node(script)
-    assert out["crc"] == 0xCBF43926  # the CRC-32 check value
-    with zipfile.ZipFile(io.BytesIO(base64.b64decode(out["zip"]))) as zf:
-        assert zf.testzip() is None
-        assert zf.namelist() == ["a.txt", "dir/ü.bin", "empty"]
-        assert zf.read("a.txt") == b"hello"
-        assert zf.read("dir/ü.bin") == bytes([0, 1, 2, 255])
-        assert zf.read("empty") == b""
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"0\xff", "invalid character"),  # a byte outside the 64 characters of the counts alphabet
+        (b"a", "middle of a value"),  # the last group says more groups follow
+    ],
+)
+def test_rle_js_refuses_malformed_counts(node, raw, message):
+    body = "try { m.rle.rleToMask(cases, 2, 2); return 'ok'; } catch (e) { return e.message; }"
+    assert message in node({"rle": "rle.js"}, body, base64.b64encode(raw).decode())
