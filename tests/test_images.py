@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from segserve.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageFormatError
-from segserve.images import decode_image, to_rgb_array
+from segserve import images as images_module
+from segserve.errors import ImageTooLargeError, InvalidImageError, InvalidImageURLError, UnsupportedImageFormatError
+from segserve.images import decode_data_uri, decode_image, is_data_uri, to_rgb_array
 from segserve.testing import fits_bytes, png_claiming, psd_bytes
 
 
@@ -151,3 +153,80 @@ def test_bad_arrays_and_types_are_refused():
         to_rgb_array(np.zeros((2, 3, 5), np.uint8))
     with pytest.raises(TypeError):
         to_rgb_array("photo.jpg")
+
+
+# ----------------------------------------------------------------------------------------------
+# Data URIs: the one detector and decoder the server and the SDK share
+
+IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # any bytes: a data URI is decoded, not the image
+B64 = base64.b64encode(IMAGE).decode()
+
+DATA_URI_DETECTION = [
+    ("data:image/png;base64,AAAA", True),  # the usual form
+    ("DATA:image/png;base64,AAAA", True),  # the scheme in any case
+    ("  data:image/png;base64,AAAA", True),  # leading whitespace, as the decoder strips it
+    ("data:", True),  # a bare scheme is still a data URI (a malformed one, for the decoder)
+    ("https://example.com/a.png", False),  # a URL
+    ("photo.data:1.png", False),  # "data:" not at the start
+    ("iVBORw0KGgoAAAANSUhEUg", False),  # bare base64
+    ("", False),  # empty
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), DATA_URI_DETECTION)
+def test_is_data_uri(value, expected):
+    assert is_data_uri(value) is expected
+
+
+DATA_URI_ROUND_TRIPS = [
+    f"data:image/png;base64,{B64}",  # the usual form
+    f"DATA:IMAGE/PNG;BASE64,{B64}",  # schemes and types are case-insensitive
+    f"data:image/jpeg;name=a.jpg;base64,{B64}",  # extra parameters
+    "data:image/png;base64," + "\n".join(B64[i : i + 76] for i in range(0, len(B64), 76)),  # MIME lines
+    f"data:image/png;base64,{B64.rstrip('=')}",  # padding dropped
+    "data:image/png;base64," + base64.urlsafe_b64encode(IMAGE).decode(),  # base64url alphabet
+    "data:image/png;base64," + B64.replace("+", "%2B").replace("/", "%2F"),  # percent-escaped
+    f"  data:image/png;base64,{B64}\n",  # surrounding whitespace
+]
+
+
+@pytest.mark.parametrize("uri", DATA_URI_ROUND_TRIPS)
+def test_data_uri_round_trip(uri):
+    assert decode_data_uri(uri, max_bytes=len(IMAGE)) == IMAGE
+
+
+MALFORMED_DATA_URIS = [
+    "data:image/png;base64",  # no comma, no payload
+    "data:image/png;base64,",  # empty payload
+    "data:image/png,rawbytes",  # not base64
+    "data:text/plain;base64,aGVsbG8=",  # not an image type
+    "data:;base64,aGVsbG8=",  # no type at all
+    "data:image/png;base64,!!!!",  # characters outside base64
+    "data:image/png;base64,aGVsb",  # a length base64 cannot produce
+    "data:image/png;base64,aGVs bG8=x",  # junk after the padding
+    "image/png;base64,aGVsbG8=",  # the data: prefix missing
+]
+
+
+@pytest.mark.parametrize("uri", MALFORMED_DATA_URIS)
+def test_malformed_data_uris(uri):
+    with pytest.raises(InvalidImageURLError) as info:
+        decode_data_uri(uri, max_bytes=1000)
+    assert info.value.code == "invalid_image_url"
+
+
+def test_data_uri_limit_is_the_decoded_size():
+    uri = "data:image/png;base64," + base64.b64encode(b"x" * 10).decode()
+    assert decode_data_uri(uri, max_bytes=10) == b"x" * 10
+    with pytest.raises(ImageTooLargeError):
+        decode_data_uri(uri, max_bytes=9)
+
+
+def test_oversized_data_uri_is_refused_without_decoding(monkeypatch):
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded an oversized payload")
+
+    monkeypatch.setattr(images_module.base64, "b64decode", no_decoding)
+    with pytest.raises(ImageTooLargeError) as info:
+        decode_data_uri("data:image/png;base64," + "A" * 4_000_000, max_bytes=1000)
+    assert info.value.status == 413

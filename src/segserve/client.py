@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from segserve.errors import ERRORS_BY_CODE, InvalidRequestError, SegserveError
+from segserve.images import is_data_uri
 from segserve.settings import Settings
 from segserve.types import SegmentationResult
 
@@ -48,7 +49,7 @@ class ServerUnreachableError(SegserveError):
 
 # --- the parts shared by Client and AsyncClient -----------------------------------------------
 def _is_reference(value: str) -> bool:
-    return value[:8].lower().startswith(("http://", "https://")) or value[:5].lower() == "data:"
+    return value[:8].lower().startswith(("http://", "https://")) or is_data_uri(value)
 
 
 def _picture_to_png(arr: np.ndarray) -> bytes:
@@ -75,7 +76,7 @@ def _build(
     fields.update({k: v for k, v in options.items() if v is not None})
     if isinstance(image, str) and _is_reference(image):
         picture = None
-        if image[:5].lower() == "data:":
+        if is_data_uri(image):
             _, _, payload = image.partition(",")
             try:
                 picture = _local_image(base64.b64decode(payload))

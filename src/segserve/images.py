@@ -3,21 +3,32 @@
 >>> to_rgb_array(Image.new("LA", (3, 2))).shape
 (2, 3, 3)
 
-Decoding rules (../shared/docs/bad-inputs.md): an explicit format allow-list, the pixel limit
+Decoding rules (bad-inputs.md): an explicit format allow-list, the pixel limit
 checked on the header before any pixel is decoded, decompression bombs refused, `load()` right
 away so truncated files fail here and not inside the model, EXIF orientation applied, and every
 mode (CMYK, palette, alpha, 16-bit, float) turned into 8-bit RGB.
+
+This is also the one place a `data:` URI is recognised and decoded (`is_data_uri`,
+`decode_data_uri`), so the server and the SDK, which needs no server dependencies, agree on one.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import warnings
+from urllib.parse import unquote
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from segserve.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageFormatError
+from segserve.errors import (
+    ImageTooLargeError,
+    InvalidImageError,
+    InvalidImageURLError,
+    UnsupportedImageFormatError,
+)
 
 # Pillow format ids we decode. HEIF/AVIF join when their plugin is importable.
 BASE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # JPEG also opens MPO (multi-picture) files
@@ -177,3 +188,59 @@ def _too_many_pixels(size: tuple[int, int] | None, max_pixels: int) -> ImageTooL
 def _short(exc: Exception) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text[:200]
+
+
+def is_data_uri(value: str) -> bool:
+    """True when `value` is a `data:` URI (leading whitespace allowed, scheme in any case)."""
+    return value.lstrip()[:5].lower() == "data:"
+
+
+def decode_data_uri(uri: str, max_bytes: int) -> bytes:
+    """`data:image/<format>;base64,<payload>` -> the decoded bytes.
+
+    The size limit is enforced from the payload's length before any decoding, so an oversized
+    URI costs no allocation beyond the string the caller already holds.
+    """
+    head, sep, payload = uri.strip().partition(",")
+    if not sep or head[:5].lower() != "data:":
+        raise InvalidImageURLError(
+            "The image data URI is malformed; send it as data:image/<format>;base64,<data>.", param="image"
+        )
+    params = [p.strip().lower() for p in head[5:].split(";")]
+    if not params[0].startswith("image/") or "base64" not in params[1:]:
+        raise InvalidImageURLError(
+            "The image data URI must be base64-encoded and of type image/*: "
+            "data:image/<format>;base64,<data>.",
+            param="image",
+        )
+    # Whitespace (line-wrapped base64) may inflate the raw length; a payload more than twice the
+    # largest legal encoding cannot be explained by that and is refused unseen.
+    encoded_limit = 4 * -(-max_bytes // 3)
+    if len(payload) > 2 * encoded_limit + 1024:
+        raise _too_many_bytes(max_bytes)
+    if "%" in payload:
+        payload = unquote(payload)
+    payload = "".join(payload.split())
+    if "-" in payload or "_" in payload:
+        payload = payload.translate(str.maketrans("-_", "+/"))  # base64url from some clients
+    payload = payload.rstrip("=")
+    if not payload:
+        raise InvalidImageURLError("The image data URI contains no data.", param="image")
+    if len(payload) % 4 == 1:
+        raise _bad_base64()
+    if len(payload) * 3 // 4 > max_bytes:
+        raise _too_many_bytes(max_bytes)
+    try:
+        return base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad_base64() from None
+
+
+def _bad_base64() -> InvalidImageURLError:
+    return InvalidImageURLError("The image data URI's payload is not valid base64.", param="image")
+
+
+def _too_many_bytes(max_bytes: int) -> ImageTooLargeError:
+    return ImageTooLargeError(
+        f"The image is larger than the {max_bytes}-byte limit; send a smaller image.", param="image"
+    )
