@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from segserve.testing import make_tiny_sam3
+
+# The suite runs with --import-mode=importlib, which puts no test folder on sys.path; test-side
+# helper modules in this folder (image_samples.py) are imported by name.
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="session")

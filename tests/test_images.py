@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from image_samples import fits_bytes, png_claiming, psd_bytes
 from segserve import images as images_module
 from segserve.errors import ImageTooLargeError, InvalidImageError, InvalidImageURLError, UnsupportedImageFormatError
 from segserve.images import decode_data_uri, decode_image, is_data_uri, to_rgb_array
-from segserve.testing import fits_bytes, png_claiming, psd_bytes
 
 
 def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:

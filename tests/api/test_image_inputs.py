@@ -14,8 +14,8 @@ import pytest
 from api_support import app_client, assert_good_request_works, encode, picture, png, upload
 from PIL import Image
 
+from image_samples import fits_bytes, png_claiming, psd_bytes
 from segserve.masks import rle_decode
-from segserve.testing import fits_bytes, png_claiming, psd_bytes
 
 
 def _jpeg() -> bytes:
