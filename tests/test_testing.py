@@ -17,7 +17,7 @@ def test_tiny_checkpoint_has_the_real_layout(tiny_model_path):
     assert total < 20 * 1024 * 1024
 
 
-def test_transformers_loads_it_offline(tiny_model_path, monkeypatch, rgb_image):
+def test_transformers_loads_the_tiny_checkpoint_offline(tiny_model_path, monkeypatch, rgb_image):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     processor = Sam3Processor.from_pretrained(tiny_model_path)
     model = Sam3Model.from_pretrained(tiny_model_path).eval()
@@ -28,7 +28,7 @@ def test_transformers_loads_it_offline(tiny_model_path, monkeypatch, rgb_image):
     assert torch.isfinite(outputs.pred_logits).all()
 
 
-def test_same_seed_same_weights(tmp_path):
+def test_the_same_seed_writes_the_same_weights(tmp_path):
     from safetensors.torch import load_file
 
     from segserve.testing import make_tiny_sam3

@@ -69,7 +69,7 @@ def test_to_dict_is_the_contract_json():
 
 
 @pytest.mark.parametrize("mask_format", ["rle", "polygon"])
-def test_dict_round_trip(mask_format):
+def test_to_dict_and_from_dict_round_trip(mask_format):
     original = _result()
     back = SegmentationResult.from_dict(original.to_dict(mask_format))
     assert back.labels == original.labels
@@ -81,7 +81,7 @@ def test_dict_round_trip(mask_format):
         np.testing.assert_array_equal(back.masks, original.masks)
 
 
-def test_boxes_only_and_empty():
+def test_boxes_only_and_empty_results_round_trip():
     data = _result().to_dict("none")
     assert all("mask" not in s for s in data["segments"])
     back = SegmentationResult.from_dict(data)
@@ -93,7 +93,7 @@ def test_boxes_only_and_empty():
         empty.to_dict("png")
 
 
-def test_iteration_counts_and_areas():
+def test_segments_carry_ids_boxes_and_areas_and_labels_are_counted():
     result = _result()
     segs = list(result)
     assert [s.id for s in segs] == [1, 2, 3]

@@ -4,28 +4,48 @@ per-request log line; and that building the app does no work."""
 from __future__ import annotations
 
 import logging
+import threading
 
+import pytest
 from api_support import AUTH, PATH, app_client, png, upload
+from fastapi.testclient import TestClient
 
 from segserve.api import create_app
 from segserve.api.app import WEB_DIR
+from segserve.errors import ModelLoadError
 from segserve.settings import Settings
 
 
-def test_create_app_does_no_work_until_the_lifespan():
-    # A model id that would fail to load: building the app must not try.
+def test_the_model_loads_in_the_lifespan_not_when_the_app_is_built(monkeypatch):
+    from segserve.engine.sam3 import Sam3Segmenter
+
+    loads: list[str] = []
+
+    def load(settings: Settings) -> None:
+        loads.append(settings.model)
+        raise ModelLoadError("No SAM 3 checkpoint directory at /nonexistent/model.")
+
+    monkeypatch.setattr(Sam3Segmenter, "from_settings", staticmethod(load))
     app = create_app(Settings(_env_file=None, api_keys="k", model="/nonexistent/model"))
     state = app.state.segserve
-    assert state.segmenter is None and not state.ready and state.load_error is None
-    assert state.worker.running == 0
+    assert loads == []
+    with pytest.raises(RuntimeError, match=r"start\(\) was not called"):
+        state.worker.submit(lambda: None)  # no inference threads yet either
+    with TestClient(app):
+        for _ in range(600):  # the load runs in the background: wait for its outcome
+            if state.load_error:
+                break
+            threading.Event().wait(0.05)
+    assert loads == ["/nonexistent/model"]
+    assert state.load_error == "No SAM 3 checkpoint directory at /nonexistent/model."
 
 
-def test_healthz(client):
+def test_healthz_answers_ok(client):
     r = client.get("/healthz")
     assert (r.status_code, r.json()) == (200, {"status": "ok"})
 
 
-def test_readyz_when_ready(client):
+def test_readyz_is_200_once_the_model_is_ready(client):
     r = client.get("/readyz")
     assert r.status_code == 200
     assert r.json()["status"] == "ready"
@@ -97,7 +117,7 @@ def test_docs_page_loads_nothing_from_other_hosts(client):
         assert client.get(asset).status_code == 200, asset
 
 
-def test_playground_and_static_files(client):
+def test_playground_page_and_static_files_are_served_and_nothing_outside_them(client):
     r = client.get("/")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
