@@ -1,20 +1,18 @@
-"""SSRF-safe image intake: fetch an `http(s)` URL, or decode a `data:` URI, within the limits.
+"""The SSRF-safe image fetch behind the API's `image` field: an `http(s)` URL or a `data:` URI.
 
 The rule a fetch follows on every hop, redirects included: parse the URL, resolve its host once,
-check every address the resolver returned, then dial one of those checked addresses (the request
-keeps the original `Host` header and TLS SNI). Nothing in the chain resolves the name a second
-time, so a DNS answer that changes between check and connect (rebinding) gains nothing.
+check every address the resolver returned (the policy lives in `addresses.py`), then dial one of
+those checked addresses (the request keeps the original `Host` header and TLS SNI). Nothing in the
+chain resolves the name a second time, so a DNS answer that changes between check and connect
+(rebinding) gains nothing.
 
-    fetch_image_url(url, settings)   -> bytes   (raises the errors in `segserve.errors`)
-    decode_data_uri(uri, max_bytes)  -> bytes
-    is_image_reference(value)        -> bool
+    fetch_image(ref, settings)   -> bytes   (raises the errors in `segserve.errors`)
+    is_image_reference(value)    -> bool
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import ipaddress
 import logging
 import re
@@ -22,132 +20,54 @@ import socket
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 import httpx
 
+from segserve.api.addresses import (
+    AllowList,
+    IPAddress,
+    is_forbidden,
+    is_forbidden_name,
+    literal_ip,
+    malformed_url,
+)
 from segserve.errors import (
     ImageTooLargeError,
     ImageURLForbiddenError,
     ImageURLUnreachableError,
     InvalidImageURLError,
 )
+from segserve.images import decode_data_uri, is_data_uri
 from segserve.settings import Settings
 
-__all__ = ["Resolver", "decode_data_uri", "fetch_image_url", "is_image_reference"]
+__all__ = ["Resolver", "fetch_image", "is_image_reference"]
 
 log = logging.getLogger(__name__)
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _MAX_URL_CHARS = 8192
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-# Names refused before any lookup: split-horizon DNS or /etc/hosts may point them anywhere.
-_FORBIDDEN_NAMES = frozenset({"localhost", "metadata.google.internal"})
-_FORBIDDEN_SUFFIXES = (".localhost",)
 # After IDNA encoding a hostname is plain ASCII letters, digits, hyphens, dots (and underscores,
 # which real DNS names do carry); anything else (%, spaces) is a malformed URL, not a name to resolve.
 _HOSTNAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$")
-
-# Cloud metadata endpoints (AWS/GCP/Azure/OpenStack IPv4, AWS IPv6). Refused even when a broad
-# allow-listed CIDR covers them: only an allow-list entry naming the exact address opens them.
-_METADATA_IPS = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
-
-# Ranges refused on top of what `ipaddress` flags; listed explicitly because the flags' coverage
-# differs between Python releases (3.11.x and 3.12.x changed `is_private`/`is_global`).
-_BLOCKED_NETS = tuple(
-    ipaddress.ip_network(n)
-    for n in (
-        "0.0.0.0/8",  # "this network"; 0.0.0.0 reaches the local host on Linux
-        "10.0.0.0/8",
-        "100.64.0.0/10",  # carrier-grade NAT shared space
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.0.0.0/24",
-        "192.0.2.0/24",
-        "192.88.99.0/24",  # 6to4 relay anycast
-        "192.168.0.0/16",
-        "198.18.0.0/15",
-        "198.51.100.0/24",
-        "203.0.113.0/24",
-        "224.0.0.0/4",
-        "240.0.0.0/4",
-        "::/96",  # unspecified, loopback and deprecated IPv4-compatible addresses
-        "64:ff9b:1::/48",  # local-use NAT64
-        "100::/64",
-        "2001::/32",  # Teredo: the embedded client address is obfuscated and attacker-chosen
-        "2001:db8::/32",
-        "fc00::/7",
-        "fe80::/10",
-        "fec0::/10",
-        "ff00::/8",
-    )
-)
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-# ----------------------------------------------------------------------------------------------
-# Public API
 
 
 def is_image_reference(value: str) -> bool:
     """True when `value` names an image by reference (an http(s) URL or a data URI)."""
     head = value.lstrip()[:8].lower()
-    return head.startswith(("http://", "https://", "data:"))
+    return head.startswith(("http://", "https://")) or is_data_uri(value)
 
 
-def decode_data_uri(uri: str, max_bytes: int) -> bytes:
-    """`data:image/<format>;base64,<payload>` -> the decoded bytes.
-
-    The size limit is enforced from the payload's length before any decoding, so an oversized
-    URI costs no allocation beyond the string the caller already holds.
-    """
-    head, sep, payload = uri.strip().partition(",")
-    if not sep or head[:5].lower() != "data:":
-        raise InvalidImageURLError(
-            "The image data URI is malformed; send it as data:image/<format>;base64,<data>.", param="image"
-        )
-    params = [p.strip().lower() for p in head[5:].split(";")]
-    if not params[0].startswith("image/") or "base64" not in params[1:]:
-        raise InvalidImageURLError(
-            "The image data URI must be base64-encoded and of type image/*: "
-            "data:image/<format>;base64,<data>.",
-            param="image",
-        )
-    # Whitespace (line-wrapped base64) may inflate the raw length; a payload more than twice the
-    # largest legal encoding cannot be explained by that and is refused unseen.
-    encoded_limit = 4 * -(-max_bytes // 3)
-    if len(payload) > 2 * encoded_limit + 1024:
-        raise _too_large(max_bytes)
-    if "%" in payload:
-        payload = unquote(payload)
-    payload = "".join(payload.split())
-    if "-" in payload or "_" in payload:
-        payload = payload.translate(str.maketrans("-_", "+/"))  # base64url from some clients
-    payload = payload.rstrip("=")
-    if not payload:
-        raise InvalidImageURLError("The image data URI contains no data.", param="image")
-    if len(payload) % 4 == 1:
-        raise _bad_base64()
-    if len(payload) * 3 // 4 > max_bytes:
-        raise _too_large(max_bytes)
-    try:
-        return base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise _bad_base64() from None
-
-
-async def fetch_image_url(url: str, settings: Settings, *, resolver: Resolver | None = None) -> bytes:
-    """Download the image at `url` (or decode it, for a data URI) under the SSRF rules above.
+async def fetch_image(ref: str, settings: Settings, *, resolver: Resolver | None = None) -> bytes:
+    """The image bytes `ref` names: downloaded under the SSRF rules above, or decoded from a data URI.
 
     Raises InvalidImageURLError, ImageURLForbiddenError, ImageURLUnreachableError or
-    ImageTooLargeError, each with a message the client can act on.
+    ImageTooLargeError, each with a message the client can act on. `resolver` replaces DNS in tests.
     """
-    if url.lstrip()[:5].lower() == "data:":
-        return decode_data_uri(url, settings.max_image_bytes)
-    target = _parse(url)
+    if is_data_uri(ref):
+        return decode_data_uri(ref, settings.max_image_bytes)
+    target = _parse(ref)
     try:
         # One deadline for everything (DNS, every hop, the body): a server that drips a byte a
         # second never trips httpx's per-read timeout, but it does trip this one.
@@ -163,7 +83,7 @@ async def fetch_image_url(url: str, settings: Settings, *, resolver: Resolver | 
 
 
 # ----------------------------------------------------------------------------------------------
-# URL parsing and the address policy
+# URL parsing
 
 
 @dataclass(frozen=True)
@@ -182,7 +102,7 @@ def _parse(url: str) -> _Target:
     try:
         parsed = httpx.URL(url.strip())
     except (httpx.InvalidURL, TypeError, ValueError):
-        raise _malformed() from None
+        raise malformed_url() from None
     if parsed.scheme not in ("http", "https"):
         raise InvalidImageURLError(
             "The image URL must start with http:// or https:// (or be a data:image/...;base64 URI).",
@@ -195,12 +115,12 @@ def _parse(url: str) -> _Target:
     try:
         host = parsed.raw_host.decode("ascii").lower().rstrip(".")
     except UnicodeDecodeError:
-        raise _malformed() from None
+        raise malformed_url() from None
     if not host:
         raise InvalidImageURLError("The image URL has no host.", param="image")
-    ip = _literal_ip(host)
+    ip = literal_ip(host)
     if ip is None and not _HOSTNAME.match(host):
-        raise _malformed()
+        raise malformed_url()
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     if ip is not None:
         # Spell the address canonically in the URL itself, so the request, the Host header and the
@@ -208,108 +128,6 @@ def _parse(url: str) -> _Target:
         host = str(ip)
         parsed = parsed.copy_with(host=host)
     return _Target(url=parsed, host=host, ip=ip, port=port)
-
-
-def _literal_ip(host: str) -> IPAddress | None:
-    """The address a host string denotes by itself, in any notation a resolver would accept.
-
-    Legacy IPv4 forms (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`) are decoded here, as
-    browsers and inet_aton do, so they are checked and dialed as the address they really are.
-    """
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    parts = host.split(".")
-    if not parts[-1] or not re.fullmatch(r"0x[0-9a-f]*|[0-9]+", parts[-1]):
-        return None  # the last label is not numeric: a hostname
-    if len(parts) > 4:
-        raise _malformed()
-    numbers = []
-    for part in parts:
-        try:
-            if part.startswith("0x"):
-                numbers.append(int(part[2:] or "0", 16))
-            elif len(part) > 1 and part.startswith("0"):
-                numbers.append(int(part, 8))
-            else:
-                numbers.append(int(part, 10))
-        except ValueError:
-            raise _malformed() from None
-    *head, last = numbers
-    if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
-        raise _malformed()
-    value = last
-    for i, n in enumerate(head):
-        value += n << (8 * (3 - i))
-    return ipaddress.IPv4Address(value)
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address routes to, for the translation schemes that have one."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip.teredo is not None:
-        return ip.teredo[1]
-    if ip in _NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-def _is_forbidden(ip: IPAddress) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.scope_id:
-            return True  # zone-scoped addresses are link-local by construction
-        v4 = _embedded_ipv4(ip)
-        if v4 is not None and _is_forbidden(v4):
-            return True
-        if ip.ipv4_mapped is not None:
-            return False  # the socket dials the IPv4 address just checked
-    return (
-        ip in _METADATA_IPS
-        or any(ip in net for net in _BLOCKED_NETS if net.version == ip.version)
-        or ip.is_loopback
-        or ip.is_private
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or not ip.is_global
-    )
-
-
-@dataclass(frozen=True)
-class _AllowList:
-    hosts: frozenset[str]
-    nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-
-    @classmethod
-    def parse(cls, text: str) -> _AllowList:
-        hosts, nets = set(), []
-        for raw in text.split(","):
-            entry = raw.strip().lower().strip("[]").rstrip(".")
-            if not entry:
-                continue
-            try:
-                nets.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                hosts.add(entry)
-        return cls(frozenset(hosts), tuple(nets))
-
-    def covers(self, ip: IPAddress) -> bool:
-        candidates = [ip]
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            candidates.append(ip.ipv4_mapped)
-        for candidate in candidates:
-            for net in self.nets:
-                if candidate.version != net.version or candidate not in net:
-                    continue
-                if candidate in _METADATA_IPS and net.num_addresses != 1:
-                    continue
-                return True
-        return False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -323,10 +141,10 @@ async def _default_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-async def _checked_addresses(target: _Target, allow: _AllowList, resolver: Resolver) -> list[str]:
+async def _checked_addresses(target: _Target, allow: AllowList, resolver: Resolver) -> list[str]:
     """The addresses to dial for `target`, every one of them checked; raises if any is refused."""
     host_allowed = target.host in allow.hosts
-    if not host_allowed and (target.host in _FORBIDDEN_NAMES or target.host.endswith(_FORBIDDEN_SUFFIXES)):
+    if not host_allowed and is_forbidden_name(target.host):
         raise _forbidden(target.host)
     if target.ip is not None:
         answers: list[IPAddress] = [target.ip]
@@ -353,7 +171,7 @@ async def _checked_addresses(target: _Target, allow: _AllowList, resolver: Resol
         # One bad answer refuses the whole host: which answer gets dialed is not ours to predict
         # once connection fallbacks come into play, and a rebinding attacker controls the order.
         for ip in answers:
-            if _is_forbidden(ip) and not allow.covers(ip):
+            if is_forbidden(ip) and not allow.covers(ip):
                 log.info("image URL: %s resolves to refused address %s", target.host, ip)
                 raise _forbidden(target.host)
     return list(dict.fromkeys(str(ip) for ip in answers))
@@ -382,7 +200,7 @@ class _PinnedTransport(httpx.AsyncBaseTransport):
             # Only reachable through a bug in the caller: refuse rather than let httpcore resolve.
             raise httpx.ConnectError(f"refusing to dial unchecked host {host}", request=request)
         extensions = dict(request.extensions)
-        if url.scheme == "https" and _literal_ip(host) is None:
+        if url.scheme == "https" and literal_ip(host) is None:
             extensions.setdefault("sni_hostname", host)
         pinned = httpx.Request(
             request.method,
@@ -398,7 +216,7 @@ class _PinnedTransport(httpx.AsyncBaseTransport):
 
 
 async def _fetch(target: _Target, settings: Settings, resolver: Resolver) -> bytes:
-    allow = _AllowList.parse(settings.url_allow)
+    allow = AllowList.parse(settings.url_allow)
     transport = _PinnedTransport(httpx.AsyncHTTPTransport(retries=0))
     client = httpx.AsyncClient(
         transport=transport,
@@ -447,7 +265,7 @@ async def _send(
     client: httpx.AsyncClient,
     transport: _PinnedTransport,
     target: _Target,
-    allow: _AllowList,
+    allow: AllowList,
     resolver: Resolver,
 ) -> httpx.Response:
     addresses = await _checked_addresses(target, allow, resolver)
@@ -519,14 +337,6 @@ async def _read_capped(response: httpx.Response, max_bytes: int, host: str) -> b
 # Error constructors (one wording per failure, used from several places)
 
 
-def _malformed() -> InvalidImageURLError:
-    return InvalidImageURLError("The image URL is malformed; check it.", param="image")
-
-
-def _bad_base64() -> InvalidImageURLError:
-    return InvalidImageURLError("The image data URI's payload is not valid base64.", param="image")
-
-
 def _forbidden(host: str) -> ImageURLForbiddenError:
     return ImageURLForbiddenError(
         f"The image URL's host {host} is a loopback, private, link-local, reserved or cloud-metadata "
@@ -535,8 +345,7 @@ def _forbidden(host: str) -> ImageURLForbiddenError:
     )
 
 
-def _too_large(max_bytes: int, host: str | None = None) -> ImageTooLargeError:
-    where = f" at {host}" if host else ""
+def _too_large(max_bytes: int, host: str) -> ImageTooLargeError:
     return ImageTooLargeError(
-        f"The image{where} is larger than the {max_bytes}-byte limit; send a smaller image.", param="image"
+        f"The image at {host} is larger than the {max_bytes}-byte limit; send a smaller image.", param="image"
     )
