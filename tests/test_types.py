@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from segserve.errors import InvalidParameterError, InvalidPromptError
-from segserve.masks import rle_decode
+from segserve.masks import encode_rles, rle_decode
 from segserve.settings import Settings
 from segserve.types import SegmentationResult, SegmentOptions, SegmentRequest
 
@@ -207,3 +207,34 @@ def test_request_resolves_the_prompt_within_the_settings_limits():
     assert SegmentRequest.resolve(None).concepts == ()  # no prompt: segment everything
     with pytest.raises(InvalidPromptError, match="3 concepts"):
         SegmentRequest.resolve(Settings.defaults().replace(max_concepts=2), prompt="a, b, c")
+
+
+# --- masks kept as RLE -----------------------------------------------------------------------------
+
+
+def _compact() -> SegmentationResult:
+    dense = _result()
+    return SegmentationResult(
+        None, dense.boxes, dense.scores, dense.labels, dense.image_size, dense.image, rles=encode_rles(dense.masks)
+    )
+
+
+def test_a_result_kept_as_rle_answers_like_the_dense_one():
+    dense, compact = _result(), _compact()
+    for fmt in ("rle", "polygon", "none"):
+        assert compact.to_dict(fmt) == dense.to_dict(fmt)
+    np.testing.assert_array_equal(compact.areas, dense.areas)
+    np.testing.assert_array_equal(compact.mask(1), dense.masks[1])
+    np.testing.assert_array_equal(compact[np.array([2, 0])].masks, dense.masks[[2, 0]])  # selection keeps RLEs
+    merged = SegmentationResult.merge([compact[np.array([1])], compact[np.array([0, 2])]])
+    np.testing.assert_array_equal(merged.masks, dense.masks)
+    np.testing.assert_array_equal(compact.masks, dense.masks)  # decoded on first use
+
+
+def test_rles_must_match_the_rows_and_the_image():
+    dense = _result()
+    with pytest.raises(ValueError, match="rles must have 3 entries"):
+        SegmentationResult(None, dense.boxes, dense.scores, dense.labels, dense.image_size, rles=[])
+    other = encode_rles(np.zeros((3, 5, 5), bool))
+    with pytest.raises(ValueError, match=r"rles must be of size \(20, 30\)"):
+        SegmentationResult(None, dense.boxes, dense.scores, dense.labels, dense.image_size, rles=other)

@@ -17,6 +17,8 @@ from pycocotools import mask as coco_mask
 
 # Public: the wire format's encoders and decoders, for clients that read answers without the SDK.
 __all__ = [
+    "decode_rles",
+    "encode_rles",
     "fortran_stack",
     "mask_to_box",
     "mask_to_polygons",
@@ -25,6 +27,7 @@ __all__ = [
     "rle_decode",
     "rle_encode",
     "rle_encode_many",
+    "to_wire",
 ]
 
 
@@ -41,15 +44,33 @@ def rle_encode(mask: np.ndarray) -> dict[str, Any]:
 
 def rle_encode_many(masks: np.ndarray) -> list[dict[str, Any]]:
     """(N, H, W) bool -> one RLE dict per mask, encoded in one pycocotools call."""
+    return [to_wire(r) for r in encode_rles(masks)]
+
+
+def encode_rles(masks: np.ndarray) -> list[dict[str, Any]]:
+    """(N, H, W) bool -> pycocotools' RLE dicts (`counts` as raw bytes), in one call.
+
+    The compact form results keep their masks in: a 50-megapixel mask is 50 MB dense and usually a
+    few kB as RLE.
+    """
     if masks.ndim != 3:
-        raise ValueError(f"rle_encode_many expects (N, H, W) masks, got shape {masks.shape}")
+        raise ValueError(f"expected (N, H, W) masks, got shape {masks.shape}")
     if len(masks) == 0:
         return []
-    rles = coco_mask.encode(fortran_stack(masks))
-    return [
-        {"size": [int(r["size"][0]), int(r["size"][1])], "counts": base64.b64encode(r["counts"]).decode()}
-        for r in rles
-    ]
+    return list(coco_mask.encode(fortran_stack(masks)))
+
+
+def decode_rles(rles: list[dict[str, Any]], height: int, width: int) -> np.ndarray:
+    """pycocotools RLE dicts -> (N, H, W) bool, C-ordered."""
+    out = np.empty((len(rles), height, width), dtype=bool)
+    for i, rle in enumerate(rles):
+        out[i] = coco_mask.decode(rle)
+    return out
+
+
+def to_wire(rle: dict[str, Any]) -> dict[str, Any]:
+    """A pycocotools RLE dict -> the API's `{"size": [h, w], "counts": base64}`."""
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": base64.b64encode(rle["counts"]).decode()}
 
 
 def fortran_stack(masks: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Any, overload
 
 import numpy as np
 from PIL import Image
+from pycocotools import mask as coco_mask
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from segserve import masks as masks_mod
@@ -113,7 +114,6 @@ class Segment:
         return int(self.mask.sum()) if self.mask is not None else 0
 
 
-@dataclass
 class SegmentationResult:
     """N segments of one image, stored column by column.
 
@@ -122,36 +122,82 @@ class SegmentationResult:
     scores (N,) float32 confidences, sorted high to low by the engine
     labels list of N strings
     image_size (height, width)
+
+    The masks may be given dense (`masks=`) or as pycocotools RLE dicts (`rles=`, what the engine
+    makes: a request's memory then does not grow with the number of full-resolution masks). Each
+    form is computed from the other on first use; `mask(i)` decodes one mask only.
     """
 
-    masks: np.ndarray | None
-    boxes: np.ndarray
-    scores: np.ndarray
-    labels: list[str]
-    image_size: tuple[int, int]
-    image: np.ndarray | None = field(default=None, repr=False)  # (H, W, 3) uint8 RGB, for cutout/overlay
-
-    def __post_init__(self) -> None:
-        self.boxes = np.asarray(self.boxes, dtype=np.int64).reshape(-1, 4)
-        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
-        self.labels = [str(lbl) for lbl in self.labels]
-        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+    def __init__(
+        self,
+        masks: np.ndarray | None,
+        boxes: Any,
+        scores: Any,
+        labels: Sequence[str],
+        image_size: tuple[int, int],
+        image: np.ndarray | None = None,
+        *,
+        rles: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+        self.scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+        self.labels = [str(lbl) for lbl in labels]
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.image = image  # (H, W, 3) uint8 RGB, for cutout/overlay
         n = len(self.scores)
         if len(self.boxes) != n:
             raise ValueError(f"boxes must have shape ({n}, 4) to match scores, got {self.boxes.shape}")
         if len(self.labels) != n:
             raise ValueError(f"labels must have {n} entries to match scores, got {len(self.labels)}")
-        if self.masks is not None:
-            self.masks = np.asarray(self.masks, dtype=bool)
+        self._masks: np.ndarray | None = None
+        self._rles = None if rles is None else list(rles)
+        if masks is not None:
+            self._masks = np.asarray(masks, dtype=bool)
             expected = (n, *self.image_size)
-            if self.masks.shape != expected:
-                raise ValueError(f"masks must have shape {expected}, got {self.masks.shape}")
+            if self._masks.shape != expected:
+                raise ValueError(f"masks must have shape {expected}, got {self._masks.shape}")
+        if self._rles is not None:
+            if len(self._rles) != n:
+                raise ValueError(f"rles must have {n} entries to match scores, got {len(self._rles)}")
+            sizes = {tuple(int(v) for v in r["size"]) for r in self._rles}
+            if sizes - {self.image_size}:
+                raise ValueError(f"rles must be of size {self.image_size}, got {sorted(sizes)}")
         if self.image is not None:
             expected_img = (*self.image_size, 3)
             if self.image.shape != expected_img or self.image.dtype != np.uint8:
                 raise ValueError(
                     f"image must be uint8 of shape {expected_img}, got {self.image.dtype} {self.image.shape}"
                 )
+
+    def __repr__(self) -> str:
+        return f"SegmentationResult({len(self)} segments, image_size={self.image_size}, labels={self.labels!r})"
+
+    # --- masks, dense or compact ------------------------------------------------------------
+    @property
+    def has_masks(self) -> bool:
+        return self._masks is not None or self._rles is not None
+
+    @property
+    def masks(self) -> np.ndarray | None:
+        """(N, H, W) bool, decoded from the RLEs on first use (N full-size masks: mind big images)."""
+        if self._masks is None and self._rles is not None:
+            self._masks = masks_mod.decode_rles(self._rles, *self.image_size)
+        return self._masks
+
+    @property
+    def rles(self) -> list[dict[str, Any]] | None:
+        """The masks as pycocotools RLE dicts (`counts` raw bytes), encoded on first use."""
+        if self._rles is None and self._masks is not None:
+            self._rles = masks_mod.encode_rles(self._masks)
+        return self._rles
+
+    def mask(self, i: int) -> np.ndarray:
+        """Mask `i` (0-based) as (H, W) bool, decoding only that one."""
+        if self._masks is not None:
+            return self._masks[i]
+        if self._rles is None:
+            raise ValueError("this result has no masks (mask_format='none')")
+        return masks_mod.decode_rles([self._rles[i]], *self.image_size)[0]
 
     # --- construction ----------------------------------------------------------------------
     @classmethod
@@ -217,12 +263,13 @@ class SegmentationResult:
             return self._segment(int(index))
         rows = np.arange(len(self))[index]  # numpy checks bounds and boolean-mask lengths
         return SegmentationResult(
-            masks=None if self.masks is None else self.masks[rows],
+            masks=None if self._masks is None else self._masks[rows],
             boxes=self.boxes[rows],
             scores=self.scores[rows],
             labels=[self.labels[i] for i in rows.tolist()],
             image_size=self.image_size,
             image=self.image,
+            rles=None if self._rles is None else [self._rles[i] for i in rows.tolist()],
         )
 
     def _segment(self, i: int) -> Segment:
@@ -235,7 +282,7 @@ class SegmentationResult:
             label=self.labels[i],
             confidence=float(self.scores[i]),
             bbox=(x1, y1, x2, y2),
-            mask=None if self.masks is None else self.masks[i],
+            mask=self.mask(i) if self.has_masks else None,
         )
 
     @classmethod
@@ -246,9 +293,11 @@ class SegmentationResult:
         first = results[0]
         if any(r.image_size != first.image_size for r in results):
             raise ValueError(f"results of different images: sizes {[r.image_size for r in results]}")
-        has_masks = all(r.masks is not None for r in results)
+        dense = all(r._masks is not None for r in results)
+        compact = not dense and all(r.has_masks for r in results)
         merged = cls(
-            masks=np.concatenate([r.masks for r in results]) if has_masks else None,
+            masks=np.concatenate([r._masks for r in results]) if dense else None,
+            rles=[rle for r in results for rle in (r.rles or [])] if compact else None,
             boxes=np.concatenate([r.boxes for r in results]),
             scores=np.concatenate([r.scores for r in results]),
             labels=[label for r in results for label in r.labels],
@@ -259,9 +308,11 @@ class SegmentationResult:
 
     @property
     def areas(self) -> np.ndarray:
-        if self.masks is None:
-            return np.zeros(len(self), dtype=np.int64)
-        return self.masks.sum(axis=(1, 2)).astype(np.int64)  # reshape(0, -1) fails on zero segments
+        if self._masks is not None:
+            return self._masks.sum(axis=(1, 2)).astype(np.int64)  # reshape(0, -1) fails on zero segments
+        if self._rles:
+            return np.asarray(coco_mask.area(self._rles), dtype=np.int64)
+        return np.zeros(len(self), dtype=np.int64)
 
     def counts(self) -> dict[str, int]:
         """Objects per label, most frequent first: the counting use case."""
@@ -273,9 +324,9 @@ class SegmentationResult:
         if mask_format not in MASK_FORMATS:
             raise ValueError(f"mask_format must be one of {MASK_FORMATS}, got {mask_format!r}")
         h, w = self.image_size
-        if mask_format != "none" and self.masks is None:
+        if mask_format != "none" and not self.has_masks:
             raise ValueError("this result has no masks; use mask_format='none'")
-        rles = masks_mod.rle_encode_many(self.masks) if mask_format == "rle" else None
+        rles = self.rles if mask_format == "rle" else None
         segments = []
         for i in range(len(self)):
             seg: dict[str, Any] = {
@@ -285,12 +336,12 @@ class SegmentationResult:
                 "bbox": [int(v) for v in self.boxes[i]],
             }
             if rles is not None:
-                seg["mask"] = {"encoding": "rle", "size": [h, w], "counts": rles[i]["counts"]}
+                seg["mask"] = {"encoding": "rle", **masks_mod.to_wire(rles[i])}
             elif mask_format == "polygon":
                 seg["mask"] = {
                     "encoding": "polygon",
                     "size": [h, w],
-                    "polygons": masks_mod.mask_to_polygons(self.masks[i]),
+                    "polygons": masks_mod.mask_to_polygons(self.mask(i)),  # one full-size mask at a time
                 }
             segments.append(seg)
         return {"num_segments": len(segments), "segments": segments}
@@ -306,7 +357,7 @@ class SegmentationResult:
             raise ValueError("this result carries no image; pass image=")
         if arr.shape[:2] != self.image_size:
             raise ValueError(f"image is {arr.shape[:2]}, the masks are {self.image_size}")
-        if self.masks is None:
+        if not self.has_masks:
             raise ValueError("this result has no masks (mask_format='none')")
         return arr
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from segserve.engine import postprocess
-from segserve.engine.postprocess import greedy_nms, mask_iou, rle_mask_iou, stability_score
-from segserve.masks import masks_to_boxes
+from segserve.engine.postprocess import greedy_nms, mask_iou, rle_iou, stability_score
+from segserve.masks import encode_rles, masks_to_boxes
 from segserve.types import SegmentOptions
 
 
@@ -67,8 +67,20 @@ def test_mask_nms_keeps_the_first_of_overlapping_masks():
     c = np.zeros((10, 10), bool)
     c[6:, 6:] = True
     masks = np.stack([a, b, c])
-    iou = rle_mask_iou(masks)
+    iou = rle_iou(encode_rles(masks))
     np.testing.assert_allclose(iou, mask_iou(torch.from_numpy(masks)), rtol=1e-6)
     assert iou[0, 1] == pytest.approx(25 / 26) and iou[0, 2] == 0
     assert greedy_nms(iou, 0.7) == [0, 2]
-    assert greedy_nms(rle_mask_iou(np.zeros((0, 10, 10), bool)), 0.7) == []
+    assert greedy_nms(rle_iou([]), 0.7) == []
+
+
+def test_big_images_are_upsampled_one_mask_at_a_time_with_the_same_answer(monkeypatch):
+    gen = torch.Generator().manual_seed(1)
+    scores, low_res = torch.rand(1, 6, generator=gen), torch.randn(1, 6, 8, 8, generator=gen)
+    options = SegmentOptions(threshold=0.0, mask_threshold=0.5, max_segments=100)
+    whole = postprocess.detections_to_result(scores, low_res, ["a"], (37, 53), options, None)
+    monkeypatch.setattr(postprocess, "CHUNK_BYTES", 1)  # room for less than one mask: one per chunk
+    chunked = postprocess.detections_to_result(scores, low_res, ["a"], (37, 53), options, None)
+    np.testing.assert_array_equal(chunked.masks, whole.masks)
+    np.testing.assert_array_equal(chunked.boxes, whole.boxes)
+    assert chunked.rles is not None and len(chunked.rles) == len(whole) == 6

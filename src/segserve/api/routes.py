@@ -20,6 +20,7 @@ from starlette.requests import ClientDisconnect
 from segserve.api import metrics as metrics_mod
 from segserve.api.auth import bearer_scheme, require_api_key
 from segserve.api.body import parse_body
+from segserve.api.fetch import fetch_image
 from segserve.api.schemas import ERROR_RESPONSES, ModelList, SegmentationResponse, request_body_openapi
 from segserve.api.state import AppState
 from segserve.api.worker import ClientDisconnected
@@ -37,14 +38,6 @@ from segserve.types import SegmentOptions, SegmentRequest
 
 log = logging.getLogger("segserve.api")
 router = APIRouter()
-
-async def fetch_image(ref: str, settings: Settings) -> bytes:  # TEMP until api/fetch.py lands
-    from segserve import url
-
-    if ref[:5].lower() == "data:":
-        return url.decode_data_uri(ref, settings.max_image_bytes)
-    return await url.fetch_image_url(ref, settings)
-
 
 # The playground: a static page served at / and its modules under /static.
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -88,7 +81,9 @@ async def segment_image(request: Request) -> Response:
 
         data = body.upload if body.upload is not None else await fetch_image(image_ref or "", settings)
         # Decoding (and `load()`, so truncated files fail here) happens before the job is queued.
-        rgb = await run_in_threadpool(decode_image, data, max_pixels=settings.max_image_pixels)
+        rgb = await run_in_threadpool(
+            decode_image, data, max_pixels=settings.max_image_pixels, max_aspect_ratio=settings.max_aspect_ratio
+        )
         del data
 
         segmenter = state.segmenter

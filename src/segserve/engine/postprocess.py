@@ -12,12 +12,13 @@ import numpy as np
 import torch
 from pycocotools import mask as coco_mask
 
-from segserve.masks import fortran_stack
+from segserve.masks import encode_rles
 from segserve.types import SegmentationResult, SegmentOptions
 
-# Kept detections are upsampled to full resolution this many at a time, so a 4K image with 100
-# detections never holds 100 float masks at once.
+# Kept detections are upsampled to full resolution at most this many at a time, and no more than fit
+# in CHUNK_BYTES, so a big image with 100 detections never holds 100 float masks at once.
 UPSAMPLE_CHUNK = 16
+CHUNK_BYTES = 256 * 2**20
 
 
 def detections_to_result(
@@ -40,58 +41,56 @@ def detections_to_result(
     order = torch.argsort(kept_scores, descending=True, stable=True)
     concept_idx, query_idx, kept_scores = concept_idx[order], query_idx[order], kept_scores[order]
 
-    # Masks are thresholded straight into the result's array (no per-chunk copies, no final
-    # np.stack), and boxes come from the row/column occupancy computed once per chunk.
+    # Each chunk is upsampled, thresholded, boxed from its row/column occupancy and compressed to
+    # RLE before the next: a request holds its masks as RLE, so its peak memory is one chunk's,
+    # whatever the number of detections and the image size (a 50-megapixel mask is 250 MB while
+    # upsampled, a few kB as RLE).
     height, width = size
     cap = min(len(order), options.max_segments)
-    masks = np.empty((cap, height, width), dtype=bool)
-    boxes = np.zeros((cap, 4), dtype=np.int64)
+    per_chunk = max(1, min(UPSAMPLE_CHUNK, CHUNK_BYTES // max(1, height * width * 5)))  # float32 + bool
+    rles: list[dict] = []
+    boxes: list[tuple[int, int, int, int]] = []
     keep_rows: list[int] = []
     start = 0
     while start < len(order) and len(keep_rows) < cap:
-        filled = len(keep_rows)
-        # Never more rows than free slots, so every chunk lands inside `masks`.
-        stop = min(start + UPSAMPLE_CHUNK, start + cap - filled, len(order))
+        # Never more rows than free slots: the cap is reached without upsampling extra masks.
+        stop = min(start + per_chunk, start + cap - len(keep_rows), len(order))
         # Operation for operation the reference's post-processing (sigmoid, bilinear, >), in the
         # model's dtype on its device.
         probs = low_res[concept_idx[start:stop], query_idx[start:stop]].sigmoid()
         full = torch.nn.functional.interpolate(
             probs.unsqueeze(0), size=size, mode="bilinear", align_corners=False
         ).squeeze(0)
-        dst = masks[filled : filled + (stop - start)]
-        if full.device.type == "cpu":
-            binary = torch.gt(full, options.mask_threshold, out=torch.from_numpy(dst))
-        else:
-            binary = full > options.mask_threshold
-            dst[...] = binary.cpu().numpy()  # the one device -> host copy
-        row_any = binary.any(dim=2).cpu().numpy()  # (n, H)
-        col_any = binary.any(dim=1).cpu().numpy()  # (n, W)
-        for j in range(stop - start):
-            if not row_any[j].any():
-                continue  # a segment whose mask is empty is not returned
-            slot = len(keep_rows)
-            if slot != filled + j:  # close the gap an empty mask left (rare)
-                masks[slot] = masks[filled + j]
+        binary = (full > options.mask_threshold).cpu()  # the one device -> host copy
+        del full
+        row_any = binary.any(dim=2).numpy()  # (n, H)
+        col_any = binary.any(dim=1).numpy()  # (n, W)
+        nonempty = row_any.any(axis=1)  # a segment whose mask is empty is not returned
+        rles += encode_rles(binary.numpy()[nonempty])
+        for j in np.flatnonzero(nonempty):
             rows, cols = row_any[j], col_any[j]
-            boxes[slot] = (
-                cols.argmax(),
-                rows.argmax(),
-                width - cols[::-1].argmax(),
-                height - rows[::-1].argmax(),
+            boxes.append(
+                (
+                    int(cols.argmax()),
+                    int(rows.argmax()),
+                    width - int(cols[::-1].argmax()),
+                    height - int(rows[::-1].argmax()),
+                )
             )
-            keep_rows.append(start + j)
+            keep_rows.append(start + int(j))
+        del binary
         start = stop
     if not keep_rows:
         return SegmentationResult.empty(size, image=rgb)
-    n = len(keep_rows)
     rows_t = torch.tensor(keep_rows, dtype=torch.long, device=kept_scores.device)
     return SegmentationResult(
-        masks=masks[:n],  # a view: no copy even when empty masks were dropped
-        boxes=boxes[:n],
+        masks=None,
+        boxes=np.asarray(boxes, dtype=np.int64),
         scores=kept_scores[rows_t].cpu().numpy(),
         labels=[labels[i] for i in concept_idx[rows_t].tolist()],
         image_size=size,
         image=rgb,
+        rles=rles,
     )
 
 
@@ -120,16 +119,15 @@ def mask_iou(masks: torch.Tensor) -> np.ndarray:
     return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(union)).cpu().numpy()
 
 
-def rle_mask_iou(masks: np.ndarray) -> np.ndarray:
-    """(N, H, W) bool full-resolution masks -> (N, N) IoU with pycocotools on RLEs.
+def rle_iou(rles: list[dict]) -> np.ndarray:
+    """(N, N) IoU of full-resolution masks given as pycocotools RLEs.
 
     Exact, and fast for real masks (a few runs per column; pairs with disjoint boxes are skipped)
     where a matmul would cost N^2 x H x W.
     """
-    n = len(masks)
+    n = len(rles)
     if n == 0:
         return np.zeros((0, 0))
-    rles = coco_mask.encode(fortran_stack(masks))
     return np.asarray(coco_mask.iou(rles, rles, [0] * n)).reshape(n, n)
 
 
@@ -151,10 +149,11 @@ def greedy_nms(iou: np.ndarray, threshold: float) -> list[int]:
 
 def dedupe(result: SegmentationResult, nms_thresh: float, max_segments: int, min_area: int = 0) -> SegmentationResult:
     """The exact last pass at full resolution: drop small and duplicate masks, cap the count."""
-    if result.masks is None or len(result) == 0:
+    if not result.has_masks or len(result) == 0:
         return result
     big_enough = np.flatnonzero(result.areas >= min_area)
-    keep = big_enough[greedy_nms(rle_mask_iou(result.masks[big_enough]), nms_thresh)][:max_segments]
+    rles = result.rles or []
+    keep = big_enough[greedy_nms(rle_iou([rles[i] for i in big_enough]), nms_thresh)][:max_segments]
     return result[keep]
 
 

@@ -185,7 +185,11 @@ class Sam3Segmenter:
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         """RGB uint8 -> normalised `pixel_values` (1, 3, S, S) exactly as `Sam3Processor` makes them."""
-        pixel_values = self.processor.image_processor(images=rgb, return_tensors="pt").pixel_values
+        # channels_last said outright: transformers guesses the layout from the shape, and guesses wrong
+        # for a 1-pixel-high or 3-pixel-wide image.
+        pixel_values = self.processor.image_processor(
+            images=rgb, return_tensors="pt", input_data_format="channels_last"
+        ).pixel_values
         return pixel_values.to(self.device, self.dtype)
 
     def encode_image(self, rgb: np.ndarray) -> VisionFeatures:
