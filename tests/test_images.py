@@ -132,6 +132,27 @@ def test_pixel_limit_is_configurable():
         decode_image(encode(Image.new("RGB", (10001, 1)), "PNG"), max_pixels=10_000)
 
 
+
+@pytest.mark.parametrize(
+    ("size", "ok"),
+    [
+        ((10_000, 200), True),  # a 50:1 panorama decodes
+        ((200, 10_000), True),  # and so does a 1:50 strip
+        ((100, 1), True),  # exactly at the default 100:1
+        ((101, 1), False),  # just past it
+        ((1, 5_000), False),  # a sliver: preprocessing it would cost memory by its long side
+        (png_claiming(1, 50_000_000), False),  # claimed by the header, never allocated
+    ],
+)
+def test_extreme_aspect_ratios_are_refused_from_the_header(size, ok):
+    data = size if isinstance(size, bytes) else encode(Image.new("RGB", size), "PNG")
+    if ok:
+        assert decode_image(data).shape[:2] == (size[1], size[0])
+    else:
+        with pytest.raises(ImageTooLargeError, match="aspect ratio over the limit of 100:1"):
+            decode_image(data)
+    assert decode_image(encode(Image.new("RGB", (300, 1)), "PNG"), max_aspect_ratio=300).shape == (1, 300, 3)
+
 @pytest.mark.parametrize(
     ("array", "pixel"),
     [

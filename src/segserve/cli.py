@@ -211,7 +211,9 @@ def _segment_local(args: argparse.Namespace, settings: Settings, request: Any) -
     path = Path(args.image)
     if not path.is_file():
         raise UsageError(f"no such image file: {path} (URLs need --server)")
-    image = decode_image(path.read_bytes(), max_pixels=settings.max_image_pixels)
+    image = decode_image(
+        path.read_bytes(), max_pixels=settings.max_image_pixels, max_aspect_ratio=settings.max_aspect_ratio
+    )
     from segserve.engine.sam3 import Sam3Segmenter  # torch: only once the command line is known good
 
     segmenter = Sam3Segmenter.from_settings(settings)
@@ -246,7 +248,9 @@ def _download_for_pictures(url: str, size: tuple[int, int], settings: Settings) 
         response.raise_for_status()
     except httpx.HTTPError as exc:
         raise ImageURLUnreachableError(f"could not download {url} for --cutout/--overlay: {exc}") from None
-    rgb = decode_image(response.content, max_pixels=settings.max_image_pixels)
+    rgb = decode_image(
+        response.content, max_pixels=settings.max_image_pixels, max_aspect_ratio=settings.max_aspect_ratio
+    )
     if rgb.shape[:2] != tuple(size):
         raise ImageURLUnreachableError(f"{url} changed between the server's fetch and ours; cannot draw cutouts")
     return rgb

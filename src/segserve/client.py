@@ -63,7 +63,7 @@ def _local_image(data: bytes) -> np.ndarray | None:
     from segserve.images import decode_image
 
     try:
-        return decode_image(data, max_pixels=1 << 62)
+        return decode_image(data, max_pixels=1 << 62, max_aspect_ratio=float("inf"))
     except SegserveError:
         return None  # the server will answer with the precise error
 

@@ -29,6 +29,7 @@ from segserve.errors import (
     InvalidImageURLError,
     UnsupportedImageFormatError,
 )
+from segserve.settings import Settings
 
 # Pillow format ids we decode. HEIF/AVIF join when their plugin is importable.
 BASE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # JPEG also opens MPO (multi-picture) files
@@ -54,8 +55,20 @@ def allowed_formats() -> tuple[str, ...]:
     return tuple(formats)
 
 
-def decode_image(data: bytes, *, max_pixels: int = 50_000_000, formats: tuple[str, ...] | None = None) -> np.ndarray:
-    """Bytes -> (H, W, 3) uint8 RGB in the EXIF-corrected frame, or a 413/415/422 error."""
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int | None = None,
+    max_aspect_ratio: float | None = None,
+    formats: tuple[str, ...] | None = None,
+) -> np.ndarray:
+    """Bytes -> (H, W, 3) uint8 RGB in the EXIF-corrected frame, or a 413/415/422 error.
+
+    The limits default to `Settings`' (`max_image_pixels`, `max_aspect_ratio`).
+    """
+    defaults = Settings.defaults()
+    max_pixels = defaults.max_image_pixels if max_pixels is None else max_pixels
+    max_aspect_ratio = defaults.max_aspect_ratio if max_aspect_ratio is None else max_aspect_ratio
     if not data:
         raise InvalidImageError("The image is empty (0 bytes). Send the image file's contents.", param="image")
     formats = formats or allowed_formats()
@@ -75,6 +88,14 @@ def decode_image(data: bytes, *, max_pixels: int = 50_000_000, formats: tuple[st
             raise _too_many_pixels((w, h), max_pixels)
         if w < 1 or h < 1:
             raise InvalidImageError("The image has no pixels.", param="image")
+        if max(w, h) > max_aspect_ratio * min(w, h):
+            # The model squashes every image to a square, and resizing a sliver costs memory in
+            # proportion to its long side: 1 x 5,000,000 pixels took over 2 GB to preprocess.
+            raise ImageTooLargeError(
+                f"The image is {w}x{h} pixels, an aspect ratio over the limit of {max_aspect_ratio:g}:1. "
+                "Crop it, or split it into parts.",
+                param="image",
+            )
         try:
             if getattr(img, "is_animated", False):
                 img.seek(0)  # animated GIF/WebP/TIFF: the first frame

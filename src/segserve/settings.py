@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     # --- image intake ------------------------------------------------------------------------
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)  # upload / download size limit
     max_image_pixels: int = Field(50_000_000, ge=1)  # width x height limit, checked before decoding
+    max_aspect_ratio: float = Field(100.0, ge=1.0)  # long side / short side limit (bounds preprocessing memory)
     max_form_fields: int = Field(1000, ge=1)  # multipart/urlencoded fields per request
     max_field_bytes: int = Field(1024 * 1024, ge=1)  # bytes in one text field (data URIs go in JSON)
     max_json_bytes: int = Field(28 * 1024 * 1024, ge=1)  # JSON body limit (base64 of max_image_bytes)
