@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     max_form_fields: int = Field(1000, ge=1)  # multipart/urlencoded fields per request
     max_field_bytes: int = Field(1024 * 1024, ge=1)  # bytes in one text field (data URIs go in JSON)
     max_json_bytes: int = Field(28 * 1024 * 1024, ge=1)  # JSON body limit (base64 of max_image_bytes)
+    max_json_depth: int = Field(32, ge=2, le=500)  # nesting of arrays/objects in a JSON body
     url_timeout: float = Field(10.0, gt=0)  # seconds for a whole URL fetch, redirects included
     url_max_redirects: int = Field(5, ge=0)  # redirects followed, each re-checked
     url_allow: str = ""  # comma-separated hosts or CIDRs exempt from the private-address ban

@@ -29,8 +29,10 @@ def _fields(**raw: str) -> dict:
         (_json(DEEP), "invalid_parameter", None),  # the body nested 1,000 deep
         (_json('{"a": ' + DEEP + "}"), "invalid_parameter", None),  # nested inside an object
         (_fields(prompt=DEEP), "invalid_parameter", None),  # nested inside the prompt
-        (_fields(prompt="[" * 500 + "]" * 500), "invalid_parameter", "prompt"),  # parses, but is no string
-        (_fields(threshold="[" * 900 + "]" * 900), "invalid_parameter", "threshold"),  # a list for a number
+        (_fields(prompt="[" * 500 + "]" * 500), "invalid_parameter", None),  # parses, but past max_json_depth
+        (_fields(threshold="[" * 33 + "]" * 33), "invalid_parameter", None),  # one level past the limit
+        (_fields(prompt='["cat"]'), "invalid_parameter", "prompt"),  # a list where a string belongs
+        (_fields(threshold="[[0.5]]"), "invalid_parameter", "threshold"),  # a list for a number
         (_fields(unknown=BIG), "invalid_parameter", None),  # 5,000 digits in a field nobody reads
         (_fields(threshold=BIG), "invalid_parameter", None),  # 5,000 digits in a number field
         (_fields(max_segments=f'"{BIG}"'), "invalid_parameter", "max_segments"),  # 5,000 digits as a string
@@ -51,4 +53,10 @@ def test_hostile_json_gets_a_400_and_the_server_stays_up(client, request_kwargs,
 def test_a_lone_surrogate_in_a_form_prompt_is_harmless(client):
     # Form bodies are bytes: an encoded surrogate arrives as replacement characters, never as one.
     r = upload(client, png(), prompt="cat\udc80".encode("utf-8", "surrogatepass").decode("latin-1"))
+    assert r.status_code == 200, r.text
+
+
+def test_nesting_up_to_the_depth_limit_is_accepted(client):
+    # The body object is level 1, so 31 arrays inside an unknown field reach exactly max_json_depth (32).
+    r = client.post(PATH, **_fields(unknown="[" * 31 + "]" * 31))
     assert r.status_code == 200, r.text

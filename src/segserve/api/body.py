@@ -125,14 +125,39 @@ async def _parse_json(request: Request, settings: Settings) -> ParsedBody:
     _check_declared_length(request, limit, "JSON body")
     capped = Request(request.scope, _capped(request.receive, limit, "JSON body"))
     raw = await capped.body()
+    too_deep = InvalidParameterError(
+        f"The JSON body is nested more than {settings.max_json_depth} levels deep; send a flat object of fields."
+    )
     try:
         data = json.loads(raw)
     except RecursionError:
-        raise InvalidParameterError("The JSON body is nested too deeply; send a flat object of fields.") from None
+        raise too_deep from None
     except ValueError as exc:  # malformed JSON, bad UTF-8, or an integer of more than 4,300 digits
         raise InvalidParameterError(f"The body is not valid JSON: {str(exc)[:200]}.") from None
+    # The parser's own depth check follows the interpreter's recursion limit, which depends on how deep
+    # the caller's stack is and on what else raised the limit: bound the depth ourselves, the same always.
+    if _depth(data, settings.max_json_depth) > settings.max_json_depth:
+        raise too_deep
     if not isinstance(data, dict):
         raise InvalidParameterError(
             'The JSON body must be an object such as {"model": "sam3", "image": "https://...", "prompt": "dog"}.'
         )
     return ParsedBody(fields={k: v for k, v in data.items() if k in KNOWN_FIELDS})
+
+
+def _depth(value: object, limit: int) -> int:
+    """How deep `value` nests arrays and objects, counted up to `limit + 1` (iterative: no recursion).
+
+    >>> _depth({"a": [1, [2]]}, 32)
+    3
+    """
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if not isinstance(item, (dict, list)):
+            continue
+        deepest = max(deepest, level)
+        if level > limit:
+            return level
+        stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
