@@ -132,7 +132,6 @@ def test_pixel_limit_is_configurable():
         decode_image(encode(Image.new("RGB", (10001, 1)), "PNG"), max_pixels=10_000)
 
 
-
 @pytest.mark.parametrize(
     ("size", "ok"),
     [
@@ -152,6 +151,7 @@ def test_extreme_aspect_ratios_are_refused_from_the_header(size, ok):
         with pytest.raises(ImageTooLargeError, match="aspect ratio over the limit of 100:1"):
             decode_image(data)
     assert decode_image(encode(Image.new("RGB", (300, 1)), "PNG"), max_aspect_ratio=300).shape == (1, 300, 3)
+
 
 @pytest.mark.parametrize(
     ("array", "pixel"),

@@ -230,8 +230,7 @@ def decode_data_uri(uri: str, max_bytes: int) -> bytes:
     params = [p.strip().lower() for p in head[5:].split(";")]
     if not params[0].startswith("image/") or "base64" not in params[1:]:
         raise InvalidImageURLError(
-            "The image data URI must be base64-encoded and of type image/*: "
-            "data:image/<format>;base64,<data>.",
+            "The image data URI must be base64-encoded and of type image/*: data:image/<format>;base64,<data>.",
             param="image",
         )
     # Whitespace (line-wrapped base64) may inflate the raw length; a payload more than twice the

@@ -137,9 +137,10 @@ def test_a_corrupt_cache_is_converted_again(ov_segmenter, tiny_model_path, tmp_p
     with torch.inference_mode():
         torch.testing.assert_close(seg.encode_image(rgb_image).backbone, reference.encode_image(rgb_image).backbone)
     # The rewritten cache is whole again: the next start reads it without converting.
-    assert openvino._digest(folder / "vision_encoder.xml", folder / "vision_encoder.bin") == (
-        folder / "vision_encoder.sha256"
-    ).read_text()
+    assert (
+        openvino._digest(folder / "vision_encoder.xml", folder / "vision_encoder.bin")
+        == (folder / "vision_encoder.sha256").read_text()
+    )
 
 
 def test_auto_falls_back_to_torch_when_openvino_cannot_build(tiny_model_path, monkeypatch, caplog):

@@ -13,8 +13,8 @@ def _upload_then_hang_up(app, body_part: bytes) -> list[dict]:
     """Drive the ASGI app with a multipart request whose client disconnects after `body_part`."""
     boundary = "segserve-test-boundary"
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nsam3\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nsam3\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n'
         "Content-Type: image/png\r\n\r\n"
     ).encode()
     messages = [
@@ -55,4 +55,3 @@ def test_a_hang_up_mid_upload_counts_as_client_closed_not_500(caplog):
     assert 'status="500"' not in metrics
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("during its upload" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
-

@@ -96,9 +96,7 @@ class _Target:
 
 def _parse(url: str) -> _Target:
     if len(url) > _MAX_URL_CHARS:
-        raise InvalidImageURLError(
-            f"The image URL is longer than {_MAX_URL_CHARS} characters.", param="image"
-        )
+        raise InvalidImageURLError(f"The image URL is longer than {_MAX_URL_CHARS} characters.", param="image")
     try:
         parsed = httpx.URL(url.strip())
     except (httpx.InvalidURL, TypeError, ValueError):
@@ -135,9 +133,7 @@ def _parse(url: str) -> _Target:
 
 
 async def _default_resolver(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-    )
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     return [str(info[4][0]) for info in infos]
 
 
@@ -322,9 +318,7 @@ async def _read_capped(response: httpx.Response, max_bytes: int, host: str) -> b
     except zlib.error:
         raise ImageURLUnreachableError(f"{host} sent a corrupt compressed body.", param="image") from None
     except httpx.TimeoutException:
-        raise ImageURLUnreachableError(
-            f"{host} stopped sending the image; try again.", param="image"
-        ) from None
+        raise ImageURLUnreachableError(f"{host} stopped sending the image; try again.", param="image") from None
     except httpx.HTTPError as exc:
         log.info("image URL: reading the body from %s failed: %r", host, exc)
         raise ImageURLUnreachableError(

@@ -169,4 +169,3 @@ def _cache_key(vision_encoder: torch.nn.Module, image_size: int, model_id: str) 
             sample = flat[:: max(1, flat.numel() // 64)].float().cpu().numpy().tobytes()
             h.update(name.encode() + str(tuple(tensor.shape)).encode() + sample)
     return h.hexdigest()[:24]
-
