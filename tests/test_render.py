@@ -6,29 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from result_samples import three_segments
 from segserve.render import mask_edges, palette
 from segserve.types import SegmentationResult
 
 
-def _result(with_image: bool = True) -> SegmentationResult:
-    h, w = 20, 30
-    masks = np.zeros((3, h, w), bool)
-    masks[0, 2:10, 3:12] = True
-    masks[1, 12:18, 20:29] = True
-    masks[2, 0:1, 0:1] = True
-    image = np.full((h, w, 3), 100, np.uint8) if with_image else None
-    return SegmentationResult(
-        masks=masks,
-        boxes=[[3, 2, 12, 10], [20, 12, 29, 18], [0, 0, 1, 1]],
-        scores=[0.91234, 0.8, 0.51],
-        labels=["dog", "cat", "dog"],
-        image_size=(h, w),
-        image=image,
-    )
-
-
 def test_cutout_is_rgba_with_transparent_background():
-    result = _result()
+    result = three_segments()
     cut = result.cutout(0)
     assert cut.mode == "RGBA" and cut.size == (9, 8)
     alpha = np.asarray(cut)[:, :, 3]
@@ -39,7 +23,7 @@ def test_cutout_is_rgba_with_transparent_background():
 
 
 def test_overlay_colours_masks_only():
-    result = _result()
+    result = three_segments()
     img = np.asarray(result.overlay(labels=False, outline=False))
     assert img.shape == (20, 30, 3)
     assert (img[5, 6] != 100).any()  # inside mask 0: tinted
@@ -50,8 +34,8 @@ def test_overlay_colours_masks_only():
 
 def test_pictures_need_an_image():
     with pytest.raises(ValueError, match="image="):
-        _result(with_image=False).cutout(0)
-    ok = _result(with_image=False).overlay(image=np.zeros((20, 30, 3), np.uint8))
+        three_segments(with_image=False).cutout(0)
+    ok = three_segments(with_image=False).overlay(image=np.zeros((20, 30, 3), np.uint8))
     assert ok.size == (30, 20)
 
 
@@ -68,7 +52,7 @@ def test_mask_edges_are_the_border_pixels_inside_the_mask():
 
 
 def test_outlines_are_drawn_in_the_segments_colour():
-    result = _result()
+    result = three_segments()
     img = np.asarray(result.overlay(labels=False, opacity=0.0))
     assert tuple(img[2, 3]) == palette(3)[0]  # a corner of mask 0's border
     assert (img[5, 6] == 100).all()  # its inside, with opacity 0: untouched

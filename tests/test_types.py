@@ -6,27 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from result_samples import three_segments
 from segserve.errors import InvalidParameterError, InvalidPromptError
 from segserve.masks import encode_rles, rle_decode
 from segserve.settings import Settings
 from segserve.types import SegmentationResult, SegmentOptions, SegmentRequest
-
-
-def _result(with_image: bool = True) -> SegmentationResult:
-    h, w = 20, 30
-    masks = np.zeros((3, h, w), bool)
-    masks[0, 2:10, 3:12] = True
-    masks[1, 12:18, 20:29] = True
-    masks[2, 0:1, 0:1] = True
-    image = np.full((h, w, 3), 100, np.uint8) if with_image else None
-    return SegmentationResult(
-        masks=masks,
-        boxes=[[3, 2, 12, 10], [20, 12, 29, 18], [0, 0, 1, 1]],
-        scores=[0.91234, 0.8, 0.51],
-        labels=["dog", "cat", "dog"],
-        image_size=(h, w),
-        image=image,
-    )
 
 
 @pytest.mark.parametrize(
@@ -39,7 +23,7 @@ def _result(with_image: bool = True) -> SegmentationResult:
     ],
 )
 def test_validation_says_expected_and_got(kwargs, match):
-    base = _result()
+    base = three_segments()
     fields = {
         "masks": base.masks,
         "boxes": base.boxes,
@@ -54,7 +38,7 @@ def test_validation_says_expected_and_got(kwargs, match):
 
 
 def test_to_dict_is_the_contract_json():
-    data = _result().to_dict()
+    data = three_segments().to_dict()
     assert data["num_segments"] == 3 == len(data["segments"])
     first = data["segments"][0]
     assert first == {
@@ -70,7 +54,7 @@ def test_to_dict_is_the_contract_json():
 
 @pytest.mark.parametrize("mask_format", ["rle", "polygon"])
 def test_to_dict_and_from_dict_round_trip(mask_format):
-    original = _result()
+    original = three_segments()
     back = SegmentationResult.from_dict(original.to_dict(mask_format))
     assert back.labels == original.labels
     np.testing.assert_allclose(back.scores, [0.9123, 0.8, 0.51], atol=1e-6)
@@ -82,7 +66,7 @@ def test_to_dict_and_from_dict_round_trip(mask_format):
 
 
 def test_boxes_only_and_empty_results_round_trip():
-    data = _result().to_dict("none")
+    data = three_segments().to_dict("none")
     assert all("mask" not in s for s in data["segments"])
     back = SegmentationResult.from_dict(data)
     assert back.masks is None and len(back) == 3
@@ -94,7 +78,7 @@ def test_boxes_only_and_empty_results_round_trip():
 
 
 def test_segments_carry_ids_boxes_and_areas_and_labels_are_counted():
-    result = _result()
+    result = three_segments()
     segs = list(result)
     assert [s.id for s in segs] == [1, 2, 3]
     assert segs[0].bbox == (3, 2, 12, 10) and segs[0].area == 72
@@ -118,7 +102,7 @@ def test_segments_carry_ids_boxes_and_areas_and_labels_are_counted():
     ],
 )
 def test_selecting_rows_gives_a_result_of_those_rows(rows, labels):
-    result = _result()
+    result = three_segments()
     picked = result[rows]
     assert isinstance(picked, SegmentationResult) and picked.labels == labels
     want = np.arange(3)[rows]
@@ -130,11 +114,11 @@ def test_selecting_rows_gives_a_result_of_those_rows(rows, labels):
 
 def test_a_boolean_mask_of_the_wrong_length_is_refused():
     with pytest.raises(IndexError):
-        _result()[np.array([True, False])]
+        three_segments()[np.array([True, False])]
 
 
 def test_merge_sorts_by_confidence_and_keeps_ties_in_order():
-    result = _result()
+    result = three_segments()
     a, b = result[np.array([1, 2])], result[np.array([0])]  # cat 0.8, dog 0.51 | dog 0.91
     tie = result[np.array([1])]
     merged = SegmentationResult.merge([a, b, tie])
@@ -146,7 +130,7 @@ def test_merge_sorts_by_confidence_and_keeps_ties_in_order():
 
 def test_merge_refuses_results_of_different_images():
     with pytest.raises(ValueError, match="different images"):
-        SegmentationResult.merge([_result(), SegmentationResult.empty((5, 5))])
+        SegmentationResult.merge([three_segments(), SegmentationResult.empty((5, 5))])
 
 
 # --- options and requests -------------------------------------------------------------------------
@@ -213,14 +197,14 @@ def test_request_resolves_the_prompt_within_the_settings_limits():
 
 
 def _compact() -> SegmentationResult:
-    dense = _result()
+    dense = three_segments()
     return SegmentationResult(
         None, dense.boxes, dense.scores, dense.labels, dense.image_size, dense.image, rles=encode_rles(dense.masks)
     )
 
 
 def test_a_result_kept_as_rle_answers_like_the_dense_one():
-    dense, compact = _result(), _compact()
+    dense, compact = three_segments(), _compact()
     for fmt in ("rle", "polygon", "none"):
         assert compact.to_dict(fmt) == dense.to_dict(fmt)
     np.testing.assert_array_equal(compact.areas, dense.areas)
@@ -232,7 +216,7 @@ def test_a_result_kept_as_rle_answers_like_the_dense_one():
 
 
 def test_rles_must_match_the_rows_and_the_image():
-    dense = _result()
+    dense = three_segments()
     with pytest.raises(ValueError, match="rles must have 3 entries"):
         SegmentationResult(None, dense.boxes, dense.scores, dense.labels, dense.image_size, rles=[])
     other = encode_rles(np.zeros((3, 5, 5), bool))
