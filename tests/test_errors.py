@@ -11,6 +11,7 @@ from segserve import errors
 from segserve.errors import (
     ERRORS_BY_CODE,
     AuthenticationError,
+    ClientTimeoutError,
     ImageTooLargeError,
     ImageURLForbiddenError,
     ImageURLUnreachableError,
@@ -26,6 +27,7 @@ from segserve.errors import (
     SegserveError,
     ServerBusyError,
     ShuttingDownError,
+    TooManyConnectionsError,
     UnknownModelError,
     UnsupportedImageFormatError,
     error_body,
@@ -40,12 +42,14 @@ CONTRACT = [
     (ImageURLForbiddenError, 400, "invalid_request_error", "image_url_forbidden"),  # SSRF: private address
     (ImageURLUnreachableError, 400, "invalid_request_error", "image_url_unreachable"),  # DNS, refused, non-2xx
     (AuthenticationError, 401, "authentication_error", "invalid_api_key"),  # token missing or wrong
+    (ClientTimeoutError, 408, "invalid_request_error", "request_timeout"),  # headers or body stalled
     (ImageTooLargeError, 413, "invalid_request_error", "image_too_large"),  # bytes or pixels over the limit
     (UnsupportedImageFormatError, 415, "invalid_request_error", "unsupported_image_format"),  # e.g. PSD
     (InvalidImageError, 422, "invalid_request_error", "invalid_image"),  # not decodable
     (ServerBusyError, 429, "rate_limit_error", "server_busy"),  # the queue is full
     (ModelNotReadyError, 503, "server_error", "model_not_ready"),  # still loading
     (ShuttingDownError, 503, "server_error", "shutting_down"),  # SIGTERM: not answered within the grace
+    (TooManyConnectionsError, 503, "server_error", "too_many_connections"),  # past max_connections
     (RequestTimeoutError, 504, "server_error", "timeout"),  # ran past request_timeout
     (SegserveError, 500, "server_error", "internal_error"),  # anything unexpected
 ]

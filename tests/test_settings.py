@@ -44,6 +44,8 @@ def test_replace_validates_without_reading_the_environment_again(monkeypatch):
         ("SEGSERVE_MASK_FORMAT", "png"),  # not a mask format
         ("SEGSERVE_EVERYTHING_MODE", "panoptic"),  # not a mode
         ("SEGSERVE_MAX_QUEUE", "-1"),  # a negative queue
+        ("SEGSERVE_HEADER_TIMEOUT", "0"),  # every connection closed at once
+        ("SEGSERVE_MAX_CONNECTIONS", "0"),  # no connection ever served
         ("SEGSERVE_VOCABULARY", " , ;"),  # a vocabulary of nothing
     ],
 )

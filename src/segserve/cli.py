@@ -107,6 +107,9 @@ def _add_serve(sub: Any) -> None:
         ("--max-queue", int, "max_queue", "requests waiting beyond the running ones"),
         ("--workers", int, "workers", "inference threads, 1 per GPU"),
         ("--request-timeout", float, "request_timeout", "seconds of waiting + running before a 504"),
+        ("--max-connections", int, "max_connections", "open connections; a request on one more gets 503"),
+        ("--header-timeout", float, "header_timeout", "seconds for a request's headers to arrive before a 408"),
+        ("--body-timeout", float, "body_timeout", "seconds a request body may stall before a 408"),
         ("--api-keys-file", str, "api_keys_file", "file with one accepted key per line"),
     ):
         srv.add_argument(flag, type=kind, default=None, help=f"{text} {_default(name)}")
@@ -284,6 +287,9 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         max_queue=args.max_queue,
         workers=args.workers,
         request_timeout=args.request_timeout,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
         api_keys_file=args.api_keys_file,
         no_auth=True if args.no_auth else None,
         warmup=False if args.no_warmup else None,

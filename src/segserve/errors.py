@@ -9,6 +9,7 @@
     │   ├── InvalidImageURLError           invalid_image_url
     │   ├── ImageURLForbiddenError         image_url_forbidden
     │   ├── ImageURLUnreachableError       image_url_unreachable
+    │   ├── ClientTimeoutError         408 request_timeout  (headers or body too slow to arrive)
     │   ├── ImageTooLargeError         413 image_too_large
     │   ├── UnsupportedImageFormatError 415 unsupported_image_format
     │   └── InvalidImageError          422 invalid_image
@@ -16,6 +17,7 @@
     ├── ServerBusyError                429 rate_limit_error / server_busy
     ├── ModelNotReadyError             503 server_error / model_not_ready
     ├── ShuttingDownError              503 server_error / shutting_down
+    ├── TooManyConnectionsError        503 server_error / too_many_connections
     ├── RequestTimeoutError            504 server_error / timeout
     └── ModelLoadError                 (raised at start-up / in the CLI, never on the wire)
 
@@ -85,6 +87,14 @@ class ImageURLUnreachableError(InvalidRequestError):
     code = "image_url_unreachable"
 
 
+class ClientTimeoutError(InvalidRequestError):
+    """The client stopped sending: its headers or its body did not arrive in time (408). Not the
+    server's 504 `timeout` (`RequestTimeoutError`), which is about the server's own slowness."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class ImageTooLargeError(InvalidRequestError):
     status = 413
     code = "image_too_large"
@@ -125,6 +135,13 @@ class ShuttingDownError(SegserveError):
     code = "shutting_down"
 
 
+class TooManyConnectionsError(SegserveError):
+    """More connections are open than `max_connections`: this one is answered and closed at once."""
+
+    status = 503
+    code = "too_many_connections"
+
+
 class RequestTimeoutError(SegserveError):
     status = 504
     code = "timeout"
@@ -148,6 +165,7 @@ ERRORS_BY_CODE: dict[str, type[SegserveError]] = {
         InvalidImageURLError,
         ImageURLForbiddenError,
         ImageURLUnreachableError,
+        ClientTimeoutError,
         ImageTooLargeError,
         UnsupportedImageFormatError,
         InvalidImageError,
@@ -155,6 +173,7 @@ ERRORS_BY_CODE: dict[str, type[SegserveError]] = {
         ServerBusyError,
         ModelNotReadyError,
         ShuttingDownError,
+        TooManyConnectionsError,
         RequestTimeoutError,
         SegserveError,
     )

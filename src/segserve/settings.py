@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     max_queue: int = Field(16, ge=0)  # requests waiting beyond the running ones (0: refuse whenever busy)
     workers: int = Field(1, ge=1)  # inference threads (1 is right for one GPU)
     request_timeout: float = Field(300.0, gt=0)  # seconds a request may wait + run -> 504
+    # Slow and numerous clients: a held connection costs a socket and, mid-upload, a place in the queue.
+    header_timeout: float = Field(10.0, gt=0)  # seconds for a request's headers, from its first byte -> 408
+    body_timeout: float = Field(30.0, gt=0)  # seconds the body may stall between two chunks -> 408
+    body_total_timeout: float = Field(600.0, gt=0)  # seconds for a whole body (20 MiB at ~35 KiB/s) -> 408
+    max_connections: int = Field(256, ge=1)  # open connections; a request on one more -> 503 + Retry-After
     retry_after: int = Field(5, ge=1)  # seconds advertised in Retry-After with a 429
     warmup: bool = True  # run one inference before /readyz says ready
     exit_on_load_error: bool = True  # exit non-zero when the model fails to load (off: stay up, /readyz 503)

@@ -22,14 +22,18 @@ def _settings(argv: list[str], monkeypatch, **env: str):
 
 def test_flags_override_the_environment(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no .env
+    argv = ["--port", "9001", "--max-queue", "3", "--api-key", "b", "--api-key", "c", "--no-warmup"]
+    argv += ["--max-connections", "7", "--header-timeout", "4", "--body-timeout", "9"]
     s = _settings(
-        ["--port", "9001", "--max-queue", "3", "--api-key", "b", "--api-key", "c", "--no-warmup"],
+        argv,
         monkeypatch,
         SEGSERVE_PORT="8000",
         SEGSERVE_MAX_QUEUE="16",
         SEGSERVE_API_KEYS="a",
+        SEGSERVE_MAX_CONNECTIONS="500",
     )
     assert (s.port, s.max_queue, s.warmup) == (9001, 3, False)
+    assert (s.max_connections, s.header_timeout, s.body_timeout) == (7, 4.0, 9.0)
     assert s.api_key_list() == ["a", "b", "c"]  # --api-key adds to the configured keys
     s = _settings([], monkeypatch, SEGSERVE_PORT="8123")
     assert s.port == 8123 and s.warmup is True

@@ -7,11 +7,13 @@ while the bytes arrive (nothing larger than the limit is ever buffered).
 - application/json: the body, read up to `max_json_bytes`, must be one object.
 
 The whole body is capped too: a declared `Content-Length` over the cap is refused before reading,
-and a body that streams past it is cut off at the cap.
+and a body that streams past it is cut off at the cap. A body that stalls (`body_timeout` between
+chunks, `body_total_timeout` in all) is answered 408 `request_timeout` and its connection closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
-from segserve.errors import ImageTooLargeError, InvalidParameterError
+from segserve.errors import ClientTimeoutError, ImageTooLargeError, InvalidParameterError
 from segserve.settings import Settings
 from segserve.types import SegmentOptions
 
@@ -45,13 +47,26 @@ def _too_large(limit: int, what: str) -> ImageTooLargeError:
     )
 
 
-def _capped(receive: Receive, limit: int, what: str) -> Receive:
-    """Wrap ASGI `receive` so the body stops being read once it passes `limit` bytes."""
+def _capped(receive: Receive, limit: int, what: str, settings: Settings) -> Receive:
+    """Wrap ASGI `receive` so the body stops being read once it passes `limit` bytes, or once it
+    stalls: no chunk for `body_timeout` seconds, or not all of it within `body_total_timeout`.
+
+    The stall limit is a gap between chunks, not a rate, so a slow but steady upload on a poor link
+    gets through; the total bounds how long a trickle (a byte now and then) can hold the connection
+    and, since the body is read after admission, a place in the inference queue.
+    """
     seen = 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.body_total_timeout
 
     async def wrapped() -> Message:
         nonlocal seen
-        message = await receive()
+        left = deadline - loop.time()
+        wait = min(settings.body_timeout, left)
+        try:
+            message = await asyncio.wait_for(receive(), timeout=max(wait, 0))
+        except TimeoutError:
+            raise _body_timeout(settings, whole=left <= settings.body_timeout) from None
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
@@ -59,6 +74,16 @@ def _capped(receive: Receive, limit: int, what: str) -> Receive:
         return message
 
     return wrapped
+
+
+def _body_timeout(settings: Settings, *, whole: bool) -> ClientTimeoutError:
+    why = (
+        f"The request body did not arrive within {settings.body_total_timeout:g} seconds."
+        if whole
+        else f"The request body stopped arriving: nothing came for {settings.body_timeout:g} seconds."
+    )
+    # The rest of the body may still come: the connection cannot carry another request, so it ends here.
+    return ClientTimeoutError(f"{why} Send the whole body without pausing.", headers={"Connection": "close"})
 
 
 def _check_declared_length(request: Request, limit: int, what: str) -> None:
@@ -85,7 +110,7 @@ async def _parse_form(request: Request, settings: Settings) -> ParsedBody:
     # holds at most the larger of the two plus small fields and framing.
     limit = max(settings.max_image_bytes, settings.max_field_bytes) + _FORM_OVERHEAD
     _check_declared_length(request, limit, "request body")
-    capped = Request(request.scope, _capped(request.receive, limit, "request body"))
+    capped = Request(request.scope, _capped(request.receive, limit, "request body", settings))
     try:
         form = await capped.form(
             max_files=1, max_fields=settings.max_form_fields, max_part_size=settings.max_field_bytes
@@ -123,7 +148,7 @@ async def _parse_form(request: Request, settings: Settings) -> ParsedBody:
 async def _parse_json(request: Request, settings: Settings) -> ParsedBody:
     limit = settings.max_json_bytes
     _check_declared_length(request, limit, "JSON body")
-    capped = Request(request.scope, _capped(request.receive, limit, "JSON body"))
+    capped = Request(request.scope, _capped(request.receive, limit, "JSON body", settings))
     raw = await capped.body()
     too_deep = InvalidParameterError(
         f"The JSON body is nested more than {settings.max_json_depth} levels deep; send a flat object of fields."

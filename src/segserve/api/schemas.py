@@ -111,12 +111,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         400: "missing_field, unknown_model, invalid_prompt, invalid_parameter, invalid_image_url, "
         "image_url_forbidden, image_url_unreachable",
         401: "invalid_api_key",
+        408: "request_timeout (the headers or the body stopped arriving; the connection is closed)",
         413: "image_too_large",
         415: "unsupported_image_format",
         422: "invalid_image",
         429: "server_busy (see Retry-After)",
         500: "internal_error (with the request id)",
-        503: "model_not_ready",
+        503: "model_not_ready, shutting_down, too_many_connections (see Retry-After)",
         504: "timeout",
     }.items()
 }

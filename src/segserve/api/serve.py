@@ -1,4 +1,5 @@
-"""`segserve serve`'s runner: the app under uvicorn (the flags are parsed in `segserve.cli`).
+"""`segserve serve`'s runner: the app under uvicorn (the flags are parsed in `segserve.cli`), with
+the header timeout and connection cap of api/protocol.py.
 
 uvicorn handles
 SIGTERM/SIGINT: it stops accepting connections, lets running requests finish for up to
@@ -24,12 +25,14 @@ def configure_logging(level: str = "info") -> None:
     )
 
 
-def run(settings: Settings, *, log_level: str = "info", app: Any = None) -> int:
+def run(settings: Settings, *, log_level: str = "info", app: Any = None, http: str = "auto") -> int:
     """Serve until SIGTERM/SIGINT: 0 after a graceful stop, 2 when the configuration is refused,
-    1 when the model failed to load (unless `settings.exit_on_load_error` is off: then it serves 503)."""
+    1 when the model failed to load (unless `settings.exit_on_load_error` is off: then it serves 503).
+    `http`: uvicorn's HTTP/1.1 parser, "auto" (httptools when installed), "httptools" or "h11"."""
     import uvicorn
 
     from segserve.api.app import NoAPIKeyError, create_app
+    from segserve.api.protocol import protocol_class
 
     if app is None:
         try:
@@ -45,6 +48,8 @@ def run(settings: Settings, *, log_level: str = "info", app: Any = None) -> int:
         log_config=None,  # keep our logging setup; uvicorn's own loggers propagate to it
         access_log=False,  # the app logs one line per request, with its request id
         timeout_graceful_shutdown=settings.shutdown_grace,
+        # uvicorn's protocol plus a header timeout and a connection cap (answered with JSON 408 / 503)
+        http=protocol_class(settings, http),
     )
     state = getattr(app.state, "segserve", None)
 
