@@ -9,6 +9,7 @@ import pytest
 from pycocotools import mask as coco_mask
 
 from segserve.masks import (
+    decode_rles,
     mask_to_box,
     mask_to_polygons,
     masks_to_boxes,
@@ -138,3 +139,56 @@ def test_polygons_of_two_regions_and_of_nothing():
 def test_rle_encode_many_equals_one_by_one(make):
     masks = make(np.random.default_rng(0).random((3, 37, 53)) > 0.5)
     assert rle_encode_many(masks) == [rle_encode(m.astype(bool)) for m in masks]
+
+
+def _shapes_for_fast_paths() -> list[tuple[str, np.ndarray]]:
+    rng = np.random.default_rng(11)
+    blob = np.zeros((40, 60), bool)
+    blob[5:30, 10:50] = True
+    blob[12:20, 20:30] = False  # a hole
+    return [
+        *_masks(),
+        ("blob with a hole", blob),
+        ("one row", rng.random((1, 300)) > 0.5),  # 1 x N, the aspect-ratio limit's shape
+        ("one column", rng.random((300, 1)) > 0.5),  # N x 1
+        ("one pixel", np.ones((1, 1), bool)),
+        ("noise", rng.random((97, 131)) > 0.5),  # thousands of runs and contours
+        ("uint8 0/255", (rng.random((20, 30)) > 0.5).astype(np.uint8) * 255),  # not bool
+        ("strided view", (rng.random((50, 80)) > 0.3)[::2, 1::3]),  # not contiguous
+    ]
+
+
+@pytest.mark.parametrize(("name", "mask"), _shapes_for_fast_paths())
+def test_polygons_are_those_of_the_kron_upscale_they_replaced(name, mask):
+    # The reference: the original construction, np.pad(np.kron(...)), traced the same way. The
+    # strided upscale must give the very same array, hence the very same polygons, vertex for vertex.
+    import cv2
+
+    up = np.pad(np.kron(np.asarray(mask, dtype=np.uint8), np.ones((2, 2), np.uint8)), 1)
+    contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    expected = []
+    for contour in contours:
+        points = contour.reshape(-1, 2).astype(np.int64) - 1
+        points = np.where(points % 2 == 0, points // 2, (points + 1) // 2)
+        if len(points) >= 3:
+            expected.append([int(v) for v in points.reshape(-1)])
+    assert mask_to_polygons(mask) == expected, name
+
+
+@pytest.mark.parametrize(("name", "mask"), _shapes_for_fast_paths())
+def test_decode_rles_is_pycocotools_decode_c_ordered(name, mask):
+    binary = np.asarray(mask).astype(bool)
+    rles = [
+        coco_mask.encode(np.asfortranarray(binary, dtype=np.uint8)),
+        coco_mask.encode(np.asfortranarray(~binary, dtype=np.uint8)),
+    ]
+    out = decode_rles(rles, *binary.shape)
+    assert out.dtype == bool and out.flags.c_contiguous, name
+    np.testing.assert_array_equal(out, np.stack([binary, ~binary]), err_msg=name)
+
+
+def test_decode_rles_refuses_a_mask_of_another_size():
+    rle = coco_mask.encode(np.asfortranarray(np.ones((4, 5), np.uint8)))
+    with pytest.raises(ValueError, match=r"mask 0 is \(4, 5\), expected \(5, 4\)"):
+        decode_rles([rle], 5, 4)
+    assert decode_rles([], 3, 2).shape == (0, 3, 2)
