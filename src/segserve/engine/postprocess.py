@@ -61,12 +61,13 @@ def detections_to_result(
         full = torch.nn.functional.interpolate(
             probs.unsqueeze(0), size=size, mode="bilinear", align_corners=False
         ).squeeze(0)
-        binary = (full > options.mask_threshold).cpu()  # the one device -> host copy
+        binary = (full > options.mask_threshold).cpu().numpy()  # the one device -> host copy
         del full
-        row_any = binary.any(dim=2).numpy()  # (n, H)
-        col_any = binary.any(dim=1).numpy()  # (n, W)
+        # numpy, not torch: torch's bool any() over a 4-megapixel mask is ~10x slower (~40 vs ~4 ms).
+        row_any = binary.any(axis=2)  # (n, H)
+        col_any = binary.any(axis=1)  # (n, W)
         nonempty = row_any.any(axis=1)  # a segment whose mask is empty is not returned
-        rles += encode_rles(binary.numpy()[nonempty])
+        rles += encode_rles(binary[nonempty])
         for j in np.flatnonzero(nonempty):
             rows, cols = row_any[j], col_any[j]
             boxes.append(
