@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import anyio
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
@@ -19,7 +20,7 @@ from segserve.api.auth import KeyChecker
 from segserve.api.errors import install_error_handlers
 from segserve.api.middleware import RequestContextMiddleware
 from segserve.api.routes import WEB_DIR, router
-from segserve.api.state import AppState
+from segserve.api.state import AppState, decode_slots
 from segserve.engine.base import Segmenter
 from segserve.settings import Settings
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings, segmenter: Segmenter | None = None) -> FastAP
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.worker.start()
+        state.decode_limiter = anyio.CapacityLimiter(decode_slots(settings))
         loader: asyncio.Task | None = None
         if state.segmenter is not None and not settings.warmup:
             state.ready = True

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 
+import anyio
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
@@ -25,6 +26,14 @@ log = logging.getLogger("segserve.api")
 SHUTDOWN_MARGIN_S = 1.0
 
 
+def decode_slots(settings: Settings) -> int:
+    """Images decoded at once. Admitted requests decode while they wait for the model, but the model
+    takes them `workers` at a time, so decoding more at once gains nothing: 17 decodes together (a
+    full queue's worth) held the GIL in turns for ~0.6 s and starved the event loop, so refusals
+    that should take ~1 ms took 600 ms (bench/README.md, Overload)."""
+    return settings.workers
+
+
 class AppState:
     """Everything the routes need, on `app.state.segserve`."""
 
@@ -40,6 +49,8 @@ class AppState:
         # runner stops the server so the process exits non-zero (`segserve serve` sets it).
         self.on_fatal: Callable[[], None] | None = None
         self.metrics = Metrics(get_engine_stats=lambda: getattr(self.segmenter, "stats", None))
+        # Decoding threads, made in the lifespan (they belong to its event loop): see `decode_slots`.
+        self.decode_limiter: anyio.CapacityLimiter | None = None
         self.worker = InferenceWorker(
             workers=settings.workers,
             max_queue=settings.max_queue,
