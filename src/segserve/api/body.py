@@ -138,6 +138,10 @@ async def _parse_form(request: Request, settings: Settings) -> ParsedBody:
                 body.upload = await value.read()
                 if len(body.upload) > settings.max_image_bytes:
                     raise _too_large(settings.max_image_bytes, "image")
+            elif value == "" and name in SegmentOptions.model_fields:
+                # An HTML form's blank input means "not given" (the default). Only in forms: in JSON
+                # an empty string is a value of the wrong kind and is refused like any other.
+                continue
             else:
                 body.fields[name] = value
         return body

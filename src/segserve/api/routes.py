@@ -5,17 +5,16 @@ decode (thread pool) -> inference queue (worker thread) -> the wire JSON.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from segserve.api import metrics as metrics_mod
@@ -76,17 +75,14 @@ async def segment_image(request: Request) -> Response:
             return _client_closed(request, "client went away during its upload")
         fields = body.fields
         image_ref = _check_fields(fields, has_upload=body.upload is not None, settings=settings)
-        # Form fields arrive as strings; an empty one (an HTML form's blank input) means "not given".
-        options = {name: None if fields.get(name) == "" else fields.get(name) for name in SegmentOptions.model_fields}
+        options = {name: fields.get(name) for name in SegmentOptions.model_fields}  # absent: None, the default
         seg_request = SegmentRequest.resolve(settings, prompt=fields.get("prompt") or "", **options)
 
         data = body.upload if body.upload is not None else await fetch_image(image_ref or "", settings)
         # Decoding (and `load()`, so truncated files fail here) happens before the job is queued.
-        # A few decodes at a time (state.decode_slots): many at once starve the event loop of the GIL.
-        decode = functools.partial(
+        rgb = await run_in_threadpool(
             decode_image, data, max_pixels=settings.max_image_pixels, max_aspect_ratio=settings.max_aspect_ratio
         )
-        rgb = await anyio.to_thread.run_sync(decode, limiter=state.decode_limiter)
         del data
 
         segmenter = state.segmenter
@@ -211,6 +207,16 @@ async def _metrics_key(
     summary="Prometheus metrics (an API key only if SEGSERVE_METRICS_REQUIRE_KEY is set)",
     response_class=PlainTextResponse,
     dependencies=[Depends(_metrics_key)],
+    # Spelled out: with a `model`, FastAPI would give the 401 the route's text/plain media type.
+    responses={
+        401: {
+            "description": "invalid_api_key (only with SEGSERVE_METRICS_REQUIRE_KEY)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+        }
+    },
+    # FastAPI lists the bearer scheme as required; the empty requirement appended here says "or no
+    # key at all", which is what the default (open) configuration answers.
+    openapi_extra={"security": [{}]},
     tags=["operations"],
 )
 async def metrics(request: Request) -> Response:

@@ -76,29 +76,52 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+# Keywords that describe a field rather than constrain its value: they stay outside the `anyOf`.
+_ANNOTATIONS = ("title", "description", "default", "examples")
+
+
+def _options_also(schema: dict[str, Any], not_given: dict[str, Any]) -> dict[str, Any]:
+    """`schema` whose option fields also allow `not_given`: a spelling of "absent" that the server
+    reads as the default (JSON null; a form's blank input), so it must not be called a client error."""
+    properties = dict(schema["properties"])
+    for name in SegmentOptions.model_fields:
+        prop = properties[name]
+        value = {k: v for k, v in prop.items() if k not in _ANNOTATIONS}
+        properties[name] = {**{k: v for k, v in prop.items() if k in _ANNOTATIONS}, "anyOf": [value, not_given]}
+    return {**schema, "properties": properties}
+
+
 def request_body_openapi() -> dict[str, Any]:
     """`openapi_extra` for the segmentation route: the three body forms of the contract.
 
     The route parses the body itself (it must stream-cap uploads), so FastAPI cannot infer this.
     """
-    json_schema = SegmentationRequest.model_json_schema()
-    form_schema = {
-        **json_schema,
-        "properties": {
-            **json_schema["properties"],
-            "image": {
-                "description": "the image file, or an http(s) URL / data URI as a text field",
-                "anyOf": [{"type": "string", "format": "binary"}, {"type": "string", "pattern": r"\S"}],
-            },
-        },
-    }
-    form_schema.pop("title", None)
+    base = SegmentationRequest.model_json_schema()
+    json_schema = _options_also(base, {"type": "null"})
+    url_field = {"type": "string", "pattern": r"\S"}
+
+    def form_schema(image: dict[str, Any]) -> dict[str, Any]:
+        schema = _options_also(base, {"const": ""})
+        schema["properties"]["image"] = image
+        schema.pop("title", None)
+        return schema
+
     return {
         "requestBody": {
             "required": True,
             "content": {
-                "multipart/form-data": {"schema": form_schema},
-                "application/x-www-form-urlencoded": {"schema": form_schema},
+                "multipart/form-data": {
+                    "schema": form_schema(
+                        {
+                            "description": "the image file, or an http(s) URL / data URI as a text field",
+                            "anyOf": [{"type": "string", "format": "binary"}, url_field],
+                        }
+                    )
+                },
+                # A urlencoded body carries text only: the image can be a URL or data URI, never a file.
+                "application/x-www-form-urlencoded": {
+                    "schema": form_schema({"description": "an http(s) URL or a data URI", **url_field})
+                },
                 "application/json": {"schema": json_schema},
             },
         }
