@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from segserve.engine import postprocess
-from segserve.engine.postprocess import greedy_nms, mask_iou, rle_iou, stability_score
+from segserve.engine.postprocess import greedy_nms, mask_iou, rle_nms, stability_score
 from segserve.masks import encode_rles, masks_to_boxes
 from segserve.types import SegmentOptions
 
@@ -67,11 +67,32 @@ def test_mask_nms_keeps_the_first_of_overlapping_masks():
     c = np.zeros((10, 10), bool)
     c[6:, 6:] = True
     masks = np.stack([a, b, c])
-    iou = rle_iou(encode_rles(masks))
-    np.testing.assert_allclose(iou, mask_iou(torch.from_numpy(masks)), rtol=1e-6)
+    iou = mask_iou(torch.from_numpy(masks))
     assert iou[0, 1] == pytest.approx(25 / 26) and iou[0, 2] == 0
     assert greedy_nms(iou, 0.7) == [0, 2]
-    assert greedy_nms(rle_iou([]), 0.7) == []
+    assert rle_nms(encode_rles(masks), 0.7, limit=100) == [0, 2]
+    assert rle_nms(encode_rles(masks), 0.7, limit=1) == [0]  # stops once `limit` are kept
+    assert rle_nms([], 0.7, limit=100) == []
+
+
+@pytest.mark.parametrize(
+    ("threshold", "corner", "side"),
+    [
+        (0.3, 20, (8, 20)),  # 60 rectangles in a crowd: 9 kept
+        (0.5, 20, (8, 20)),  # 29 kept
+        (0.7, 20, (8, 20)),  # 54 kept
+        (0.9, 6, (15, 20)),  # near-duplicates only: 48 kept
+    ],
+)
+def test_rle_nms_keeps_what_greedy_nms_keeps_on_the_full_iou_matrix(threshold, corner, side):
+    rng = np.random.default_rng(int(threshold * 100))
+    masks = np.zeros((60, 40, 50), bool)
+    for m in masks:
+        y, x = rng.integers(0, corner), rng.integers(0, corner)
+        m[y : y + rng.integers(*side), x : x + rng.integers(*side)] = True
+    expected = greedy_nms(mask_iou(torch.from_numpy(masks)), threshold)
+    assert rle_nms(encode_rles(masks), threshold, limit=len(masks)) == expected
+    assert rle_nms(encode_rles(masks), threshold, limit=5) == expected[:5]
 
 
 def test_big_images_are_upsampled_one_mask_at_a_time_with_the_same_answer(monkeypatch):
