@@ -100,8 +100,13 @@ class AppState:
         log.info("ready: serving %r", settings.model_name)
 
     def _warm_up(self) -> None:
-        # One small real inference: first-call costs (kernel selection, allocator growth) are paid here.
-        image = np.full((64, 64, 3), 127, dtype=np.uint8)
         assert self.segmenter is not None
+        # The engine's own warm-up pays every request kind's one-off costs (the tracker, the
+        # vocabulary's text, OpenCV); without one, one small real inference pays the first call's.
+        warm_up = getattr(self.segmenter, "warm_up", None)
+        if callable(warm_up):
+            warm_up()
+            return
+        image = np.full((64, 64, 3), 127, dtype=np.uint8)
         request = SegmentRequest.resolve(self.settings, prompt="object")
         self.segmenter.segment(image, request.concepts, request.options)

@@ -82,6 +82,22 @@ class GridSegmenter:
         self._embedding_cache = (features.backbone, embeddings)
         return embeddings
 
+    def warm_up(self, features: VisionFeatures) -> None:
+        """Load the tracker and decode one point on `features`, so that the first grid request pays
+        neither (on a fresh server it did, as a stall of seconds: bench/README.md, Overload)."""
+        tracker = self.tracker
+        embeddings = self.embeddings(features)
+        device = embeddings[-1].device
+        centre = float(tracker.prompt_encoder.input_image_size) / 2
+        tracker(
+            image_embeddings=embeddings,
+            input_points=torch.full((1, 1, 1, 2), centre, device=device),
+            input_labels=torch.ones(1, 1, 1, dtype=torch.int32, device=device),
+            multimask_output=True,
+        )
+        self.stats["tracker_passes"] += 1
+        self._embedding_cache = None  # the warm-up image's maps: no request will want them
+
     def segment(self, features: VisionFeatures, rgb: np.ndarray, options: SegmentOptions) -> SegmentationResult:
         """SAM-style automatic mask generation over a `grid_points`^2 grid of point prompts."""
         cfg = self.settings

@@ -183,6 +183,26 @@ class Sam3Segmenter:
                 return self.grid.segment(features, rgb, options)
             return self.segment_vocabulary(features, rgb, options)
 
+    def warm_up(self) -> None:
+        """Pay the one-off costs of every kind of request now, on a small image: what the server
+        runs before /readyz says ready. Without it the first grid request loaded the tracker, the
+        first vocabulary request encoded 80 concepts and the first masks imported OpenCV, each a
+        stall for the requests queued behind it. A checkpoint without a tracker only logs it."""
+        image = np.full((64, 64, 3), 127, dtype=np.uint8)
+        with self._lock, torch.inference_mode():
+            features = self.encode_image(image)
+            self.segment_features(features, image, as_concepts(["object"]), SegmentOptions())
+            texts = [c.text for c in self.vocabulary]
+            if len(texts) <= self.settings.text_cache_size:  # kept for vocabulary requests (LRU)
+                batch = self.settings.concept_batch
+                for start in range(0, len(texts), batch):
+                    self.encode_text(texts[start : start + batch])
+            try:
+                self.grid.warm_up(features)
+            except ModelLoadError as exc:
+                log.warning("segment-everything's grid mode is unavailable: %s", exc.message)
+        import cv2  # noqa: F401 - RLE and polygon encoding import it on first use (~0.2-1 s)
+
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         """RGB uint8 -> normalised `pixel_values` (1, 3, S, S) exactly as `Sam3Processor` makes them."""
         # channels_last said outright: transformers guesses the layout from the shape, and guesses wrong
