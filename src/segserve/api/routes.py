@@ -5,16 +5,17 @@ decode (thread pool) -> inference queue (worker thread) -> the wire JSON.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from segserve.api import metrics as metrics_mod
@@ -80,9 +81,11 @@ async def segment_image(request: Request) -> Response:
 
         data = body.upload if body.upload is not None else await fetch_image(image_ref or "", settings)
         # Decoding (and `load()`, so truncated files fail here) happens before the job is queued.
-        rgb = await run_in_threadpool(
+        # A few decodes at a time (state.decode_slots): many at once starve the event loop of the GIL.
+        decode = functools.partial(
             decode_image, data, max_pixels=settings.max_image_pixels, max_aspect_ratio=settings.max_aspect_ratio
         )
+        rgb = await anyio.to_thread.run_sync(decode, limiter=state.decode_limiter)
         del data
 
         segmenter = state.segmenter
