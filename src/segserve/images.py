@@ -66,6 +66,34 @@ def decode_image(
 
     The limits default to `Settings`' (`max_image_pixels`, `max_aspect_ratio`).
     """
+    max_pixels = Settings.defaults().max_image_pixels if max_pixels is None else max_pixels
+    img = open_image(data, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio, formats=formats)
+    w, h = img.size
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            if getattr(img, "is_animated", False):
+                img.seek(0)  # animated GIF/WebP/TIFF: the first frame
+            img.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _too_many_pixels((w, h), max_pixels) from None
+        except Exception as exc:
+            raise InvalidImageError(
+                f"The image data is truncated or corrupt ({_short(exc)}). Send the complete file.", param="image"
+            ) from None
+    return to_rgb_array(img)
+
+
+def open_image(
+    data: bytes,
+    *,
+    max_pixels: int | None = None,
+    max_aspect_ratio: float | None = None,
+    formats: tuple[str, ...] | None = None,
+) -> Image.Image:
+    """The checks `decode_image` makes on the header alone (format, pixel count, aspect ratio): an
+    unloaded image, or the same 413/415/422 error. Cheap; no pixel is decoded.
+    """
     defaults = Settings.defaults()
     max_pixels = defaults.max_image_pixels if max_pixels is None else max_pixels
     max_aspect_ratio = defaults.max_aspect_ratio if max_aspect_ratio is None else max_aspect_ratio
@@ -96,17 +124,7 @@ def decode_image(
                 "Crop it, or split it into parts.",
                 param="image",
             )
-        try:
-            if getattr(img, "is_animated", False):
-                img.seek(0)  # animated GIF/WebP/TIFF: the first frame
-            img.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise _too_many_pixels((w, h), max_pixels) from None
-        except Exception as exc:
-            raise InvalidImageError(
-                f"The image data is truncated or corrupt ({_short(exc)}). Send the complete file.", param="image"
-            ) from None
-    return to_rgb_array(img)
+    return img
 
 
 def to_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:

@@ -275,3 +275,53 @@ def test_a_refused_request_reads_no_body():
         r = c.post(PATH, headers={**AUTH, "Content-Type": "application/json"}, content=b"x" * (40 * 2**20))
         first.join(30)
     assert r.status_code == 429 and r.json()["error"]["code"] == "server_busy" and r.headers["Retry-After"]
+
+
+def test_a_queued_request_holds_its_upload_not_its_decoded_image(monkeypatch):
+    """While the model is held, 1 request runs and 2 wait: only the running one has decoded its
+    pixels (a decoded 50 MP image is 143 MiB; max_queue of them would add up to GBs). A bad image is
+    still refused before it waits, from its header."""
+    from segserve.api import routes
+
+    decoded: list[int] = []
+
+    def counting_decode(data, **limits):
+        decoded.append(len(data))
+        return routes.decode_image_unpatched(data, **limits)
+
+    monkeypatch.setattr(routes, "decode_image_unpatched", routes.decode_image, raising=False)
+    monkeypatch.setattr(routes, "decode_image", counting_decode)
+    gated = GatedSegmenter()
+    gated.gate.set()  # let the warm-up through
+    app = create_app(make_settings(max_queue=3, workers=1), gated)  # room for one more
+
+    async def go():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as c:
+                while (await c.get("/readyz")).status_code != 200:
+                    await asyncio.sleep(0.02)
+                gated.gate.clear()
+                form = {"model": "sam3"}
+                posts = [
+                    asyncio.create_task(
+                        c.post(PATH, headers=AUTH, files={"image": ("x.png", png(), "image/png")}, data=form)
+                    )
+                    for _ in range(3)
+                ]
+                worker = app.state.segserve.worker
+                # One running, two jobs in the queue (past every check the route makes before queueing).
+                while worker.running < 1 or worker._queue.qsize() < 2:
+                    await asyncio.sleep(0.02)
+                seen_while_held = list(decoded)
+                bad = await c.post(
+                    PATH, headers=AUTH, files={"image": ("x.png", b"not an image", "image/png")}, data=form
+                )
+                gated.gate.set()
+                return seen_while_held, bad, await asyncio.gather(*posts)
+
+    seen_while_held, bad, responses = asyncio.run(go())
+    assert len(seen_while_held) == 1
+    assert bad.status_code == 422, bad.text  # refused on its header while the others still wait
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert len(decoded) == 3

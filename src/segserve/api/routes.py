@@ -1,6 +1,6 @@
 """The endpoints. `POST /v1/images/segmentation` runs: auth -> readiness -> body (stream-capped) ->
 field checks (missing, model, prompt, extensions) -> image bytes (upload | URL | data URI) ->
-decode (thread pool) -> inference queue (worker thread) -> the wire JSON.
+header checks (thread pool) -> inference queue (worker thread: decode, segment) -> the wire JSON.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from segserve.errors import (
     ShuttingDownError,
     UnknownModelError,
 )
-from segserve.images import decode_image
+from segserve.images import decode_image, open_image
 from segserve.settings import Settings
 from segserve.types import SegmentOptions, SegmentRequest
 
@@ -80,19 +80,19 @@ async def segment_image(request: Request) -> Response:
         seg_request = SegmentRequest.resolve(settings, prompt=fields.get("prompt") or "", **options)
 
         data = body.upload if body.upload is not None else await fetch_image(image_ref or "", settings)
-        # Decoding (and `load()`, so truncated files fail here) happens before the job is queued.
-        # A few decodes at a time (state.decode_slots): many at once starve the event loop of the GIL.
-        decode = functools.partial(
-            decode_image, data, max_pixels=settings.max_image_pixels, max_aspect_ratio=settings.max_aspect_ratio
-        )
-        rgb = await anyio.to_thread.run_sync(decode, limiter=state.decode_limiter)
-        del data
+        limits = {"max_pixels": settings.max_image_pixels, "max_aspect_ratio": settings.max_aspect_ratio}
+        # The header's checks (format, pixels, aspect) answer a bad image before it waits in the queue;
+        # the pixels are decoded by the job, so a queued request holds its compressed bytes (<= 20 MiB),
+        # not its decoded image (143 MiB at 50 MP, times max_queue). A few header reads at a time
+        # (state.decode_slots): many threads at once starve the event loop of the GIL.
+        await anyio.to_thread.run_sync(functools.partial(open_image, data, **limits), limiter=state.decode_limiter)
 
         segmenter = state.segmenter
         assert segmenter is not None  # `ready` implies a loaded model
         metrics: metrics_mod.Metrics = state.metrics
 
         def job() -> bytes:
+            rgb = decode_image(data, **limits)  # truncated or corrupt pixel data fails here, as a 4xx
             started = time.perf_counter()
             result = segmenter.segment(rgb, seg_request.concepts, seg_request.options)
             metrics.inference.observe(time.perf_counter() - started)

@@ -27,10 +27,10 @@ SHUTDOWN_MARGIN_S = 1.0
 
 
 def decode_slots(settings: Settings) -> int:
-    """Images decoded at once. Admitted requests decode while they wait for the model, but the model
-    takes them `workers` at a time, so decoding more at once gains nothing: 17 decodes together (a
-    full queue's worth) held the GIL in turns for ~0.6 s and starved the event loop, so refusals
-    that should take ~1 ms took 600 ms (bench/README.md, Overload)."""
+    """Images whose headers are checked at once, on threads, before their request is queued (the
+    pixels are decoded later by the job, on the worker). Many threads at once hold the GIL in turns
+    and starve the event loop: 17 decodes together (a full queue's worth) turned ~1 ms refusals into
+    600 ms ones (bench/README.md, Overload)."""
     return settings.workers
 
 
