@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from segserve import __version__
+from segserve.api.admission import SEGMENT_PATH, AdmissionMiddleware
 from segserve.api.auth import KeyChecker
 from segserve.api.errors import install_error_handlers
 from segserve.api.middleware import RequestContextMiddleware
@@ -95,5 +96,7 @@ def create_app(settings: Settings, segmenter: Segmenter | None = None) -> FastAP
         app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     else:
         log.warning("playground directory %s is missing; / and /static are not served", WEB_DIR)
+    segment_route = next(r for r in router.routes if getattr(r, "path", None) == SEGMENT_PATH)
+    app.add_middleware(AdmissionMiddleware, state=state, route=segment_route)  # inside the one below
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics)
     return app

@@ -5,10 +5,12 @@ header checks (thread pool) -> inference queue (worker thread: decode, segment) 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,12 +21,13 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import ClientDisconnect
 
 from segserve.api import metrics as metrics_mod
+from segserve.api.admission import SEGMENT_PATH
 from segserve.api.auth import bearer_scheme, require_api_key
 from segserve.api.body import parse_body
 from segserve.api.fetch import fetch_image
 from segserve.api.schemas import ERROR_RESPONSES, ModelList, SegmentationResponse, request_body_openapi
 from segserve.api.state import AppState
-from segserve.api.worker import ClientDisconnected
+from segserve.api.worker import ClientDisconnected, Ticket
 from segserve.errors import (
     InvalidParameterError,
     MissingFieldError,
@@ -53,7 +56,7 @@ def _state(request: Request) -> AppState:
 
 # --- the segmentation endpoint -----------------------------------------------------------------
 @router.post(
-    "/v1/images/segmentation",
+    SEGMENT_PATH,
     summary="Segment the objects named in `prompt` (or every object) in an image",
     dependencies=[Depends(require_api_key)],
     responses={200: {"model": SegmentationResponse}, **ERROR_RESPONSES},
@@ -68,8 +71,9 @@ async def segment_image(request: Request) -> Response:
     if not state.ready:
         raise _not_ready(state)
 
-    # The queue place is taken before the body is read: under overload a refusal costs no upload.
-    with state.worker.admit() as ticket:
+    # The queue place is taken before the body is read (by AdmissionMiddleware, before routing):
+    # under overload a refusal costs no upload.
+    with _queue_place(request, state) as ticket:
         try:
             body = await parse_body(request, settings)
         except ClientDisconnect:  # the client hung up mid-upload: its mistake or choice, not a server fault
@@ -105,6 +109,17 @@ async def segment_image(request: Request) -> Response:
         except ClientDisconnected:
             return _client_closed(request, "client went away while queued; its inference was dropped")
     return Response(payload, media_type="application/json")
+
+
+@contextlib.contextmanager
+def _queue_place(request: Request, state: AppState) -> Iterator[Ticket]:
+    """The place AdmissionMiddleware took for this request, or one taken now (an app without it)."""
+    ticket = request.scope.get("state", {}).get("queue_ticket")
+    if ticket is not None:
+        yield ticket  # the middleware hands it back if the job never uses it
+        return
+    with state.worker.admit() as ticket:
+        yield ticket
 
 
 def _client_closed(request: Request, why: str) -> Response:
