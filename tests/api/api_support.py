@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import socketserver
 import threading
 import time
 from collections.abc import Iterator
@@ -119,6 +120,18 @@ def app_client(segmenter=None, **overrides) -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False) as client:
         wait_ready(client)
         yield client
+
+
+@contextlib.contextmanager
+def serving(server: socketserver.BaseServer) -> Iterator[socketserver.BaseServer]:
+    """`server` answering on a daemon thread for the block, then shut down and closed."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --- images ------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import gzip
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from api_support import serving
 
 from segserve.api import fetch as fetch_module
 from segserve.api.fetch import fetch_image, is_image_reference
@@ -215,12 +215,8 @@ class _OriginServer(ThreadingHTTPServer):
 
 @pytest.fixture(scope="module")
 def _origin_server() -> Iterator[_OriginServer]:
-    server = _OriginServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(_OriginServer()) as server:
+        yield server
 
 
 @pytest.fixture

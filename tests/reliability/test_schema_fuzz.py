@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,7 +27,7 @@ import hypothesis
 import jsonschema_rs
 import pytest
 import schemathesis
-from api_support import AUTH, BrightSegmenter, make_settings, png, upload
+from api_support import AUTH, BrightSegmenter, make_settings, png, serving, upload
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -108,11 +107,8 @@ class _PngHandler(BaseHTTPRequestHandler):
 def origin() -> Iterator[_Origin]:
     server = _Origin(("127.0.0.1", 0), _PngHandler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(server):
+        yield server
 
 
 @pytest.fixture
