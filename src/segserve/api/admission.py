@@ -12,6 +12,7 @@ route still answers its 401/503 itself. The place taken is the route's, in
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -42,12 +43,14 @@ class AdmissionMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        try:
-            with state.worker.admit() as ticket:
-                scope.setdefault("state", {})["queue_ticket"] = ticket
-                await self.app(scope, receive, send)
-        except ServerBusyError as err:
-            await self._refuse(scope, send, err)
+        with contextlib.ExitStack() as place:
+            try:
+                ticket = place.enter_context(state.worker.admit())
+            except ServerBusyError as err:
+                await self._refuse(scope, send, err)
+                return
+            scope.setdefault("state", {})["queue_ticket"] = ticket
+            await self.app(scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:
         keys = self.state.keys
