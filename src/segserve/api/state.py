@@ -49,7 +49,7 @@ class AppState:
         # runner stops the server so the process exits non-zero (`segserve serve` sets it).
         self.on_fatal: Callable[[], None] | None = None
         self.metrics = Metrics(get_engine_stats=lambda: getattr(self.segmenter, "stats", None))
-        # Decoding threads, made in the lifespan (they belong to its event loop): see `decode_slots`.
+        # Threads for header checks, made in the lifespan (they belong to its event loop): see `decode_slots`.
         self.decode_limiter: anyio.CapacityLimiter | None = None
         self.worker = InferenceWorker(
             workers=settings.workers,
