@@ -113,7 +113,9 @@ async def segment_image(request: Request) -> Response:
 
 @contextlib.contextmanager
 def _queue_place(request: Request, state: AppState) -> Iterator[Ticket]:
-    """The place AdmissionMiddleware took for this request, or one taken now (an app without it)."""
+    """The place AdmissionMiddleware took for this request, or one taken now: where the middleware
+    did not see the request as the endpoint's (an app served under a root path, whose scope path
+    carries the prefix), the route admits it itself, with the same outcome."""
     ticket = request.scope.get("state", {}).get("queue_ticket")
     if ticket is not None:
         yield ticket  # the middleware hands it back if the job never uses it
