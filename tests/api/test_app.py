@@ -51,6 +51,13 @@ def test_readyz_is_200_once_the_model_is_ready(client):
     assert r.json()["status"] == "ready"
 
 
+def test_readyz_names_the_limits_a_client_can_check_before_uploading(client):
+    settings = client.app.state.segserve.settings
+    limits = client.get("/readyz").json()["limits"]
+    assert limits == {name: getattr(settings, name) for name in limits}
+    assert set(limits) == {"max_image_bytes", "max_image_pixels", "max_aspect_ratio", "max_concepts", "max_concept_chars"}
+
+
 def test_metrics_count_requests_by_status_and_code(client):
     upload(client, png())
     upload(client, b"not an image")

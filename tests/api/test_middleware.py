@@ -196,3 +196,13 @@ def test_lifespan_passes_through_without_a_request_id_log_line_or_count(metrics,
     assert started == ["lifespan"]
     assert not [rec for rec in caplog.records if rec.name == "segserve.access"]
     assert _samples(metrics, "segserve_requests_total") == {}
+
+
+def test_every_answer_says_the_servers_time_in_server_timing(client):
+    """The playground reads this to show the server's share of a request's latency."""
+    for path, status in (("/ok", 200), ("/bad-image", 422), ("/nowhere", 404)):
+        r = client.get(path)
+        assert r.status_code == status
+        match = re.fullmatch(r"app;dur=(\d+\.\d)", r.headers["server-timing"])
+        assert match, r.headers["server-timing"]
+        assert 0 <= float(match.group(1)) < 60_000

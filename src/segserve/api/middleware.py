@@ -2,7 +2,7 @@
 client disconnects from the routes).
 
 For every HTTP request: an id (the client's `X-Request-ID` if it is short and plain, else a new
-one) returned as `X-Request-ID`; one log line `id method path status code ms`; the request counter
+one) returned as `X-Request-ID`; the time to the answer's headers as `Server-Timing: app;dur=<ms>`; one log line `id method path status code ms`; the request counter
 and latency histogram; and the last-resort handler that turns an unknown exception into a generic
 500 `internal_error` naming the id, with the traceback in the log only.
 """
@@ -59,8 +59,12 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                elapsed = time.perf_counter() - start
+                # The server's share of the latency (upload read, queue, inference), so a client (the
+                # playground) can tell it from the network's: https://www.w3.org/TR/server-timing/
+                headers.append((b"server-timing", f"app;dur={elapsed * 1000:.1f}".encode()))
                 message = {**message, "headers": headers}
-                self.metrics.latency.labels(_route_label(scope)).observe(time.perf_counter() - start)
+                self.metrics.latency.labels(_route_label(scope)).observe(elapsed)
             await send(message)
 
         try:

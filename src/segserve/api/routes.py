@@ -211,7 +211,17 @@ async def readyz(request: Request) -> Response:
     if state.draining or not state.ready:
         err = _shutting_down(state) if state.draining else _not_ready(state)
         return JSONResponse(err.to_body(), status_code=err.status, headers=err.headers)
-    return JSONResponse({"status": "ready", "model": state.settings.model_name})
+    settings = state.settings
+    # The limits a client can check before it uploads (the playground refuses an over-limit image at
+    # once instead of after a 20 MB upload); all of them are public in the docs anyway.
+    limits = {
+        "max_image_bytes": settings.max_image_bytes,
+        "max_image_pixels": settings.max_image_pixels,
+        "max_aspect_ratio": settings.max_aspect_ratio,
+        "max_concepts": settings.max_concepts,
+        "max_concept_chars": settings.max_concept_chars,
+    }
+    return JSONResponse({"status": "ready", "model": settings.model_name, "limits": limits})
 
 
 async def _metrics_key(
