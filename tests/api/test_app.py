@@ -55,7 +55,8 @@ def test_readyz_names_the_limits_a_client_can_check_before_uploading(client):
     settings = client.app.state.segserve.settings
     limits = client.get("/readyz").json()["limits"]
     assert limits == {name: getattr(settings, name) for name in limits}
-    assert set(limits) == {"max_image_bytes", "max_image_pixels", "max_aspect_ratio", "max_concepts", "max_concept_chars"}
+    names = {"max_image_bytes", "max_image_pixels", "max_aspect_ratio", "max_concepts", "max_concept_chars"}
+    assert set(limits) == names
 
 
 def test_metrics_count_requests_by_status_and_code(client):

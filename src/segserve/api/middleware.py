@@ -2,7 +2,8 @@
 client disconnects from the routes).
 
 For every HTTP request: an id (the client's `X-Request-ID` if it is short and plain, else a new
-one) returned as `X-Request-ID`; the time to the answer's headers as `Server-Timing: app;dur=<ms>`; one log line `id method path status code ms`; the request counter
+one) returned as `X-Request-ID`; the time to the answer's headers as `Server-Timing: app;dur=<ms>`;
+one log line `id method path status code ms`; the request counter
 and latency histogram; and the last-resort handler that turns an unknown exception into a generic
 500 `internal_error` naming the id, with the traceback in the log only.
 """
