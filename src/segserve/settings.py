@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # installed (exact to ~2e-5, ~15 % faster; converted once into openvino_cache_dir), else torch
     vision_backend: VisionBackend = "auto"
     openvino_cache_dir: Path = Path("~/.cache/segserve/openvino")  # converted vision encoders, one folder per model
+    # seconds for the one request that checks the hub answers before downloading a model not in the
+    # local cache; no answer fails the load at once instead of huggingface_hub's minutes of retries
+    hub_probe_timeout: float = Field(5.0, gt=0)
 
     # --- per-request defaults: a request may override each (SegmentOptions reuses these fields) --
     threshold: float = Field(0.5, ge=0.0, le=1.0, allow_inf_nan=False, description="minimum confidence kept")
@@ -69,6 +72,8 @@ class Settings(BaseSettings):
     # --- prompts and the engine ----------------------------------------------------------------
     max_concepts: int = Field(16, ge=1, le=256)  # concepts per prompt
     max_concept_chars: int = Field(200, ge=1)  # characters per concept
+    max_boxes: int = Field(16, ge=1, le=1024)  # exemplar boxes per request, over all concepts
+    max_points: int = Field(32, ge=1, le=1024)  # interactive-mode points per request
     concept_batch: int = Field(16, ge=1)  # concepts per detector pass (bounds memory)
     grid_points: int = Field(32, ge=1, le=128)  # grid mode: prompt points per side (32 -> 1024 points)
     grid_batch: int = Field(64, ge=1)  # grid mode: points decoded per tracker pass (bounds memory)
@@ -117,6 +122,16 @@ class Settings(BaseSettings):
     url_timeout: float = Field(10.0, gt=0)  # seconds for a whole URL fetch, redirects included
     url_max_redirects: int = Field(5, ge=0)  # redirects followed, each re-checked
     url_allow: str = ""  # comma-separated hosts or CIDRs exempt from the private-address ban
+
+    # --- segserve annotate ---------------------------------------------------------------------
+    annotate_prefetch: int = Field(2, ge=1, le=64)  # threads reading/fetching + decoding images ahead of the model
+    annotate_queue: int = Field(4, ge=1, le=256)  # decoded images held ahead of the model (bounds memory)
+    annotate_concurrency: int = Field(4, ge=1, le=256)  # requests in flight with --server
+    annotate_retries: int = Field(8, ge=0)  # tries per image after a 429/503 from --server before it fails
+    annotate_backoff: float = Field(1.0, gt=0)  # first wait (s) after a 429/503 without Retry-After; doubles
+    annotate_ray_actors: int = Field(1, ge=1)  # Ray Data actors, each holding one model (--ray)
+    annotate_ray_batch_size: int = Field(4, ge=1)  # images per map_batches call on an actor (--ray)
+    annotate_labelstudio_prefix: str = "/data/local-files/?d="  # Label Studio export: a file's image URL = this + its key
 
     @field_validator("vocabulary")
     @classmethod

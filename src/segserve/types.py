@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from segserve import masks as masks_mod
 from segserve import render
 from segserve.errors import InvalidParameterError
-from segserve.prompts import Concept, parse_prompt
+from segserve.prompts import Concept, ObjectPrompt, VisualRequest, resolve_visual
 from segserve.settings import MASK_FORMATS, EverythingMode, MaskFormat, Settings
 
 _SETTINGS = Settings.model_fields
@@ -88,15 +88,31 @@ class SegmentRequest:
 
     concepts: tuple[Concept, ...] = ()
     options: SegmentOptions = field(default_factory=SegmentOptions)
+    # Interactive mode (points and/or a box around one object) instead of concepts; and which field
+    # the concepts' exemplar boxes came from, for the error that names it.
+    object_prompt: ObjectPrompt | None = None
+    exemplar_param: str = "boxes"
+
+    # The visual-prompt fields `resolve` reads besides `prompt` (prompts/visual.py has their rules).
+    VISUAL_FIELDS = ("boxes", "box_labels", "concepts", "points", "point_labels", "box", "multimask")
 
     @classmethod
-    def resolve(cls, settings: Settings | None = None, *, prompt: str | None = None, **options: Any) -> SegmentRequest:
-        """The request a client's fields describe, within `settings`' limits and with its defaults."""
+    def resolve(cls, settings: Settings | None = None, *, prompt: str | None = None, **fields: Any) -> SegmentRequest:
+        """The request a client's fields describe (`prompt`, the visual-prompt fields and the options),
+        within `settings`' limits and with its defaults."""
         settings = settings or Settings.defaults()
-        concepts = parse_prompt(
-            prompt, max_concepts=settings.max_concepts, max_concept_chars=settings.max_concept_chars
+        visual = {name: fields.pop(name) for name in cls.VISUAL_FIELDS if name in fields}
+        resolved = resolve_visual(settings, prompt=prompt, **visual)
+        return cls(
+            resolved.concepts,
+            SegmentOptions.resolve(settings, **fields),
+            object_prompt=resolved.object_prompt,
+            exemplar_param=resolved.exemplar_param,
         )
-        return cls(tuple(concepts), SegmentOptions.resolve(settings, **options))
+
+    def check_inside(self, size: tuple[int, int]) -> None:
+        """400 for a box or point past the decoded image of `size` (height, width), naming its field."""
+        VisualRequest(self.concepts, self.object_prompt, self.exemplar_param).check_inside(size)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from transformers import Sam3Model, Sam3Processor
 from segserve.engine.sam3 import Sam3Segmenter
 from segserve.errors import ModelLoadError
 from segserve.masks import masks_to_boxes
+from segserve.prompts import Box, Concept
 from segserve.types import SegmentOptions
 
 # The tiny random model scores every query ~0.25; 0.25 keeps about half of them, so the
@@ -65,6 +66,84 @@ def test_parity_with_reference_pipeline(tiny_segmenter, reference, rgb_image, co
         np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(ours.boxes, masks_to_boxes(ours.masks))
     assert ours.image_size == rgb_image.shape[:2]
+
+
+# Exemplar boxes on the 90 x 130 test image (xyxy pixels): two boxes of different shapes.
+BOX_A = (10.0, 5.0, 60.0, 50.0)
+BOX_B = (70.5, 30.0, 125.0, 85.25)
+
+
+def reference_exemplar_segments(reference, image, concept: Concept, threshold: float, mask_threshold: float):
+    """transformers' exemplar pipeline for one concept: `Sam3Processor(images, text, input_boxes,
+    input_boxes_labels)` + `Sam3Model` + `post_process_instance_segmentation` (text None -> "visual")."""
+    processor, model = reference
+    inputs = processor(
+        images=image,
+        text=concept.text,
+        input_boxes=[[list(b.xyxy) for b in concept.boxes]],
+        input_boxes_labels=[[int(b.positive) for b in concept.boxes]],
+        return_tensors="pt",
+    )
+    with torch.no_grad():
+        outputs = model(**inputs)
+    (result,) = processor.post_process_instance_segmentation(
+        outputs, threshold=threshold, mask_threshold=mask_threshold, target_sizes=[image.shape[:2]]
+    )
+    rows = [
+        (score, concept.label, mask)
+        for score, mask in zip(result["scores"].tolist(), result["masks"].numpy().astype(bool))
+        if mask.any()
+    ]
+    return sorted(rows, key=lambda row: -row[0])  # stable: ties keep query order
+
+
+def assert_same_segments(ours, ref):
+    assert len(ref) > 0, "the tiny model should detect something at this threshold"
+    assert len(ours) == len(ref)
+    assert ours.labels == [label for _, label, _ in ref]
+    np.testing.assert_allclose(ours.scores, [score for score, _, _ in ref], atol=1e-4, rtol=0)
+    for got, (_, _, want) in zip(ours.masks, ref):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "concept",
+    [
+        Concept("helmet", boxes=(BOX_A,)),  # text + one positive exemplar
+        Concept("hard hat", "helmet", boxes=(BOX_A, Box(*BOX_B, positive=False))),  # + a negative one
+        Concept("visual", None, boxes=(BOX_A, BOX_B)),  # exemplars only: the model reads "visual"
+        Concept("thing", None, boxes=(Box(*BOX_B, positive=False), BOX_A)),  # exemplars only, one negative
+    ],
+)
+def test_exemplar_parity_with_reference_pipeline(tiny_segmenter, reference, rgb_image, concept):
+    options = SegmentOptions(threshold=THRESHOLD, max_segments=1000)
+    ours = tiny_segmenter.segment(rgb_image, [concept], options)
+    assert_same_segments(ours, reference_exemplar_segments(reference, rgb_image, concept, THRESHOLD, 0.5))
+
+
+def test_mixed_concepts_share_one_vision_pass_and_match_the_reference(tiny_segmenter, reference, rgb_image):
+    # Text-only concepts and concepts with different numbers of boxes, in one request: the ViT runs
+    # once, the detector once per kind (text-only apart: the geometry encoder would change their
+    # answer), and every concept's segments equal the reference's run of that concept alone.
+    concepts = [
+        Concept("cat"),
+        Concept("visual", None, boxes=(BOX_A, Box(*BOX_B, positive=False))),
+        Concept("a red dog"),
+        Concept("hat", "helmet", boxes=(BOX_B,)),
+    ]
+    tiny_segmenter.vision_cache.clear()
+    before = dict(tiny_segmenter.stats)
+    ours = tiny_segmenter.segment(rgb_image, concepts, SegmentOptions(threshold=THRESHOLD, max_segments=1000))
+    assert tiny_segmenter.stats["vision_passes"] - before["vision_passes"] == 1
+    assert tiny_segmenter.stats["detector_passes"] - before["detector_passes"] == 2
+    ref = []
+    for concept in concepts:
+        if concept.boxes:
+            ref += reference_exemplar_segments(reference, rgb_image, concept, THRESHOLD, 0.5)
+        else:
+            ref += reference_segments(reference, rgb_image, [concept.text], THRESHOLD, 0.5)
+    ref.sort(key=lambda row: -row[0])
+    assert_same_segments(ours, ref)
 
 
 def test_vision_encoder_runs_once_for_three_concepts(tiny_segmenter, rgb_image, monkeypatch):

@@ -30,16 +30,17 @@ from segserve.engine.everything import GridSegmenter
 from segserve.engine.features import VisionFeatures, features_nbytes
 from segserve.engine.loading import (
     DEFAULT_MODEL,
-    check_local_path,
     load_error_message,
+    resolve_checkpoint,
     select_device,
     select_dtype,
 )
 from segserve.engine.postprocess import dedupe, detections_to_result, with_slack
 from segserve.engine.tracker import load_tracker
+from segserve.engine.visual import box_inputs, segment_object
 from segserve.errors import ModelLoadError
 from segserve.images import to_rgb_array
-from segserve.prompts import MAX_TEXT_TOKENS, Concept, as_concepts, parse_prompt, tokenize_concepts
+from segserve.prompts import MAX_TEXT_TOKENS, Concept, ObjectPrompt, as_concepts, parse_prompt, tokenize_concepts
 from segserve.settings import Settings
 from segserve.types import SegmentationResult, SegmentOptions
 
@@ -108,7 +109,11 @@ class Sam3Segmenter:
         if openvino.should_use(cfg.vision_backend, model.vision_encoder, self.device, self.dtype):
             try:
                 self._openvino = openvino.OpenVINOVisionEncoder(
-                    model.vision_encoder, self.image_size, Path(cfg.openvino_cache_dir), model_id
+                    model.vision_encoder,
+                    self.image_size,
+                    Path(cfg.openvino_cache_dir),
+                    model_id,
+                    check_memory=cfg.vision_backend == "auto",
                 )
             except Exception as exc:  # "auto" must never cost the server its start: torch runs it exactly
                 if cfg.vision_backend == "openvino":
@@ -145,15 +150,21 @@ class Sam3Segmenter:
         source = str(model_id_or_path or settings.model)
         dev = select_device(device if device is not None else settings.device)
         dt = select_dtype(dtype if dtype is not None else settings.dtype, dev)
-        check_local_path(source)
+        path = resolve_checkpoint(source, settings.hub_probe_timeout)
         try:
-            processor = Sam3Processor.from_pretrained(source)
-            model = Sam3Model.from_pretrained(source, dtype=dt)
+            processor = Sam3Processor.from_pretrained(path)
+            model = Sam3Model.from_pretrained(path, dtype=dt)
         except Exception as exc:  # hub, network and file errors all arrive as different types
             raise ModelLoadError(load_error_message(source, exc)) from exc
         model = model.to(dev).eval()
         log.info("loaded %s on %s as %s", source, dev, dt)
-        return cls(model, processor, model_id=source, device=dev, dtype=dt, settings=settings, **overrides)
+        segmenter = cls(model, processor, model_id=source, device=dev, dtype=dt, settings=settings, **overrides)
+        if segmenter.vision_backend == "openvino":
+            # One copy of the ViT + neck, OpenVINO's: the torch weights (1.8 GB on SAM 3) would never run
+            # again. Only a model loaded here is ours to change. The tracker keeps working: it reads
+            # the ViT's output from the cached features, never its weights (see tracker.load_tracker).
+            model.vision_encoder.to("meta")
+        return segmenter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Sam3Segmenter:
@@ -182,6 +193,16 @@ class Sam3Segmenter:
             if options.everything_mode == "grid":
                 return self.grid.segment(features, rgb, options)
             return self.segment_vocabulary(features, rgb, options)
+
+    def segment_object(
+        self, image: Image.Image | np.ndarray, prompt: ObjectPrompt, options: SegmentOptions | None = None
+    ) -> SegmentationResult:
+        """Interactive mode: the one object that `prompt`'s clicks and/or box point at, by the SAM 3
+        tracker on this image's (cached) ViT features: a re-click on the same image runs no ViT."""
+        options = options or SegmentOptions()
+        rgb = to_rgb_array(image)
+        with self._lock, torch.inference_mode():
+            return segment_object(self.grid, self.encode_image(rgb), rgb, prompt, options)
 
     def warm_up(self) -> None:
         """Pay the one-off costs of every kind of request now, on a small image: what the server
@@ -297,23 +318,30 @@ class Sam3Segmenter:
         """Detector + mask head for all concepts on precomputed vision features, then post-processing."""
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-        text_features, attention_mask = self.encode_text([c.text for c in concepts])
+        text_features, attention_mask = self.encode_text([c.model_text for c in concepts])
         batch = self.settings.concept_batch
-        scores_all, masks_all = [], []
-        for start in range(0, len(concepts), batch):
-            stop = min(start + batch, len(concepts))
-            out = self.model(
-                vision_embeds=features.expand(stop - start),
-                # Sam3Model.forward reads only `.pooler_output` of precomputed text embeddings.
-                text_embeds=BaseModelOutputWithPooling(pooler_output=text_features[start:stop]),
-                attention_mask=attention_mask[start:stop],
-            )
-            self.stats["detector_passes"] += 1
-            # The reference's score: sigmoid(class logit) x sigmoid(presence logit).
-            scores_all.append(out.pred_logits.sigmoid() * out.presence_logits.sigmoid())
-            masks_all.append(out.pred_masks)
-        scores = torch.cat(scores_all)  # (N, Q)
-        low_res = torch.cat(masks_all)  # (N, Q, h, w) logits
+        # Concepts with exemplar boxes go through the geometry encoder, which adds a token even to a
+        # row without boxes: text-only concepts are batched apart, so their answer never changes.
+        groups = [[i for i, c in enumerate(concepts) if not c.boxes], [i for i, c in enumerate(concepts) if c.boxes]]
+        rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        for group in groups:
+            for start in range(0, len(group), batch):
+                index = group[start : start + batch]
+                chunk = [concepts[i] for i in index]
+                geometry = box_inputs(chunk, rgb.shape[:2], self.device, self.dtype) if chunk[0].boxes else {}
+                out = self.model(
+                    vision_embeds=features.expand(len(index)),
+                    # Sam3Model.forward reads only `.pooler_output` of precomputed text embeddings.
+                    text_embeds=BaseModelOutputWithPooling(pooler_output=text_features[index]),
+                    attention_mask=attention_mask[index],
+                    **geometry,
+                )
+                self.stats["detector_passes"] += 1
+                # The reference's score: sigmoid(class logit) x sigmoid(presence logit).
+                chunk_scores = out.pred_logits.sigmoid() * out.presence_logits.sigmoid()
+                rows.update({i: (chunk_scores[k], out.pred_masks[k]) for k, i in enumerate(index)})
+        scores = torch.stack([rows[i][0] for i in range(len(concepts))])  # (N, Q), in concept order
+        low_res = torch.stack([rows[i][1] for i in range(len(concepts))])  # (N, Q, h, w) logits
         labels = [c.label for c in concepts]
         return detections_to_result(scores, low_res, labels, rgb.shape[:2], options, rgb)
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from segserve.errors import InvalidPromptError
+from segserve.prompts.exemplars import VISUAL_TEXT, Box
 from segserve.settings import Settings
 
 # `,` plus the full-width comma and the ideographic comma, `;` and newlines separate concepts.
@@ -31,15 +32,29 @@ class Concept:
     """One kind of thing to find.
 
     `label` names its segments in the answer, exactly as the client wrote it (trimmed);
-    `text` is what the text encoder reads (by default the label itself).
+    `text` is what the text encoder reads (by default the label itself; None: the concept is given
+    by its exemplar `boxes` only). `boxes` are exemplars, `Box`es or `(x0, y0, x1, y1)` tuples
+    (positive), in the image's pixels (see `prompts.exemplars`).
+
+    >>> Concept("hard hat", "helmet", boxes=[(10, 20, 200, 240)]).boxes[0].positive
+    True
     """
 
     label: str
-    text: str = ""
+    text: str | None = ""
+    boxes: tuple[Box, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.text:
+        if self.text == "":
             object.__setattr__(self, "text", self.label)
+        object.__setattr__(self, "boxes", tuple(b if isinstance(b, Box) else Box(*b) for b in self.boxes))
+        if self.text is None and not self.boxes:
+            raise ValueError(f"the concept {self.label!r} has neither text nor exemplar boxes")
+
+    @property
+    def model_text(self) -> str:
+        """What SAM 3's text encoder reads: the text, or transformers' "visual" for exemplars only."""
+        return VISUAL_TEXT if self.text is None else self.text
 
 
 def as_concepts(concepts: Iterable[Concept | str]) -> list[Concept]:
