@@ -19,7 +19,8 @@
     ├── ShuttingDownError              503 server_error / shutting_down
     ├── TooManyConnectionsError        503 server_error / too_many_connections
     ├── RequestTimeoutError            504 server_error / timeout
-    └── ModelLoadError                 (raised at start-up / in the CLI, never on the wire)
+    ├── ModelLoadError                 (raised at start-up / in the CLI, never on the wire)
+    └── AnnotateRunMismatchError       409 annotate_run_mismatch (an InvalidParameterError; CLI only)
 
 `message` is public: it tells the client what to fix. Anything internal goes to the log only.
 The same classes are raised by the SDK when the server answers with the matching error body.
@@ -152,6 +153,15 @@ class ModelLoadError(SegserveError):
 
     status = 503
     code = "model_not_ready"
+
+
+class AnnotateRunMismatchError(InvalidParameterError):
+    """`segserve annotate` into an OUT whose journal was made with another prompt, model or options
+    (never on the wire: `param` names the first option that differs, the message says to use
+    --restart or a new OUT)."""
+
+    status = 409
+    code = "annotate_run_mismatch"
 
 
 # code -> class, so the SDK can turn an error body back into the same exception.
