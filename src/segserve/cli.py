@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from segserve.annotate.cli import add_annotate, run_annotate
 from segserve.errors import InvalidParameterError, InvalidPromptError, SegserveError
 from segserve.settings import EVERYTHING_MODES, MASK_FORMATS, Settings
 
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_segment(sub)
     _add_serve(sub)
+    add_annotate(sub, cmd_annotate)
+    _add_convert(sub)
     return parser
 
 
@@ -134,6 +137,41 @@ def _add_serve(sub: Any) -> None:
     )
     srv.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     srv.set_defaults(func=cmd_serve)
+
+
+def _add_convert(sub: Any) -> None:
+    conv = sub.add_parser(
+        "convert",
+        help="convert the vision encoder to OpenVINO ahead of time (the [cpu] extra)",
+        description="Convert MODEL's vision encoder to OpenVINO into the cache the server reads "
+        "(SEGSERVE_OPENVINO_CACHE_DIR), so no server start pays the conversion (minutes and ~15 GB of "
+        "memory for SAM 3). Run it where the memory is, e.g. when building an image; an existing, "
+        "intact conversion is kept.",
+        epilog=_EPILOG,
+    )
+    conv.add_argument("--model", default=None, help=f"hub id or local checkpoint dir {_default('model')}")
+    conv.add_argument(
+        "--cache-dir", default=None, help=f"where converted models go {_default('openvino_cache_dir')}"
+    )
+    conv.set_defaults(func=cmd_convert)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from segserve.engine import openvino
+
+    settings = load_settings(model=args.model, openvino_cache_dir=args.cache_dir)
+    if not openvino.available():
+        raise UsageError("the openvino package is missing: pip install 'segserve[cpu]'")
+    from segserve.engine.loading import check_local_path, load_error_message
+
+    check_local_path(settings.model)
+    try:
+        path, converted = openvino.convert_checkpoint(settings.model, settings.openvino_cache_dir)
+    except Exception as exc:  # hub, file and converter errors: one line, not a traceback
+        print(f"segserve convert: error: {load_error_message(settings.model, exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{'converted' if converted else 'already converted'}: {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,6 +311,11 @@ def _print_table(result: Any) -> None:
     console.print(table)
     if len(result):
         console.print("counts: " + ", ".join(f"{k}: {v}" for k, v in result.counts().items()))
+
+
+# --- annotate (flags and command in segserve/annotate/cli.py) --------------------------------
+def cmd_annotate(args: argparse.Namespace) -> int:
+    return run_annotate(args, load_settings, UsageError)
 
 
 # --- serve -----------------------------------------------------------------------------------

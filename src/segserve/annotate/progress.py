@@ -74,9 +74,7 @@ class Progress:
         self.failed += failed
         task = self._bar.tasks[0]
         speed = task.speed  # rich's own moving estimate over the recent completions
-        self._bar.update(
-            self._task, advance=1, failed=self.failed, rate=f"{speed:.2f}" if speed else "-"
-        )
+        self._bar.update(self._task, advance=1, failed=self.failed, rate=f"{speed:.2f}" if speed else "-")
 
     def stop(self) -> None:
         if self._bar is not None:

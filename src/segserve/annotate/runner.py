@@ -191,7 +191,8 @@ def export(journal: Journal, *, formats: Sequence[str] | None = None, quiet: boo
     formats = list(formats or meta.get("formats") or ["coco"])
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise InvalidParameterError(f"unknown --format {unknown[0]!r}; choose from {', '.join(FORMATS)}.", param="format")
+        choices = ", ".join(FORMATS)
+        raise InvalidParameterError(f"unknown --format {unknown[0]!r}; choose from {choices}.", param="format")
     names = list(meta.get("categories", []))
     names += sorted(set(journal.labels()) - set(names))  # a label no category foresaw still gets one
     summary = Summary()

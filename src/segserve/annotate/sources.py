@@ -94,7 +94,9 @@ def _list_file(path: Path) -> Listing:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (UnicodeDecodeError, OSError) as exc:
-        raise InvalidParameterError(f"SOURCE {str(path)!r} could not be read as a text list: {exc}.", param="source")
+        raise InvalidParameterError(
+            f"SOURCE {str(path)!r} could not be read as a text list: {exc}.", param="source"
+        ) from None
     refs: dict[str, ImageRef] = {}
     for line in lines:
         item = line.strip()
