@@ -11,12 +11,18 @@ from segserve.engine.sam3 import Sam3Segmenter
 from segserve.types import SegmentOptions
 
 
+def _no_conversion_here(*args, **kwargs):
+    raise AssertionError("the conversion must run in a child process, not in the server")
+
+
 @pytest.fixture(scope="module")
 def ov_segmenter(tiny_model_path, tmp_path_factory):
     cache = tmp_path_factory.mktemp("openvino-cache")
-    seg = Sam3Segmenter.from_pretrained(
-        tiny_model_path, device="cpu", vision_backend="openvino", openvino_cache_dir=cache, cache=False
-    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(openvino, "convert", _no_conversion_here)  # the child process is another interpreter
+        seg = Sam3Segmenter.from_pretrained(
+            tiny_model_path, device="cpu", vision_backend="openvino", openvino_cache_dir=cache, cache=False
+        )
     return seg, cache
 
 
@@ -66,6 +72,7 @@ def test_converted_model_is_cached_on_disk_and_reused(ov_segmenter, tiny_model_p
         raise AssertionError("a cached model must not be converted again")
 
     monkeypatch.setattr(ov, "convert_model", no_conversion)
+    monkeypatch.setattr(openvino, "convert_in_child", no_conversion)
     again = Sam3Segmenter.from_pretrained(
         tiny_model_path, device="cpu", vision_backend="openvino", openvino_cache_dir=cache
     )
@@ -152,3 +159,81 @@ def test_auto_falls_back_to_torch_when_openvino_cannot_build(tiny_model_path, mo
     seg = Sam3Segmenter.from_pretrained(tiny_model_path, device="cpu", vision_backend="auto")
     assert seg.vision_backend == "torch"
     assert any("runs on torch" in r.getMessage() for r in caplog.records)
+
+
+def test_the_torch_vit_is_dropped_once_openvino_runs_it(ov_segmenter, tiny_segmenter, rgb_image):
+    seg, _ = ov_segmenter
+    assert all(p.is_meta for p in seg.model.vision_encoder.parameters())  # one copy of the ViT: OpenVINO's
+    assert not any(p.is_meta for p in tiny_segmenter.model.vision_encoder.parameters())
+    # The tracker shares the (now weightless) ViT module and reads only its output: grid mode still runs.
+    options = SegmentOptions(threshold=0.0, max_segments=5, everything_mode="grid")
+    ours = seg.segment(rgb_image, [], options)
+    ref = tiny_segmenter.segment(rgb_image, [], options)
+    assert len(ours) == len(ref)
+    np.testing.assert_allclose(ours.scores, ref.scores, atol=1e-3)
+
+
+def test_a_model_unlike_its_checkpoint_is_converted_in_process(tiny_model_path, tmp_path, caplog):
+    from transformers import Sam3Model, Sam3Processor
+
+    model = Sam3Model.from_pretrained(tiny_model_path).eval()
+    with torch.no_grad():
+        next(model.vision_encoder.parameters()).add_(0.01)  # no longer the weights on disk
+    processor = Sam3Processor.from_pretrained(tiny_model_path)
+    seg = Sam3Segmenter(
+        model, processor, model_id=str(tiny_model_path), vision_backend="openvino", openvino_cache_dir=tmp_path
+    )
+    assert seg.vision_backend == "openvino"
+    assert any("not the model in memory" in r.getMessage() for r in caplog.records)
+    # A model handed in is the caller's: its torch weights stay.
+    assert not any(p.is_meta for p in model.vision_encoder.parameters())
+    with torch.inference_mode():
+        got = seg.encode_image(np.zeros((32, 32, 3), np.uint8)).backbone
+        want = model.get_vision_features(pixel_values=seg.preprocess(np.zeros((32, 32, 3), np.uint8)))
+    assert float((got - want.last_hidden_state).abs().max()) < 1e-4  # converted from these weights
+
+
+def test_auto_runs_torch_when_a_conversion_would_not_fit_in_memory(tiny_model_path, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(openvino, "MIN_PARAMETERS", 1)  # "auto" would pick OpenVINO
+    monkeypatch.setattr(openvino, "enough_memory_to_convert", lambda encoder: (False, 3.2, 15.0))
+    monkeypatch.setattr(openvino, "convert_in_child", _no_conversion_here)
+    seg = Sam3Segmenter.from_pretrained(
+        tiny_model_path, device="cpu", vision_backend="auto", openvino_cache_dir=tmp_path
+    )
+    assert seg.vision_backend == "torch"
+    said = [r.getMessage() for r in caplog.records if "OpenVINO" in r.getMessage()]
+    assert len(said) == 1 and "15 GiB" in said[0] and "segserve convert" in said[0]
+
+
+def test_available_memory_is_read_from_the_system(tiny_segmenter):
+    enough, have, need = openvino.enough_memory_to_convert(tiny_segmenter.model.vision_encoder)
+    assert enough and have > 0.1  # this machine has more than 100 MiB free
+    assert 0 < need < 0.01  # the tiny encoder: kilobytes
+
+
+def test_convert_command_converts_once(tiny_model_path, tmp_path, capsys):
+    from segserve.cli import main
+
+    assert main(["convert", "--model", str(tiny_model_path), "--cache-dir", str(tmp_path)]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("converted: ") and first.strip().endswith("vision_encoder.xml")
+    assert main(["convert", "--model", str(tiny_model_path), "--cache-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("already converted: ")
+    # The server then reads it without converting.
+    seg = Sam3Segmenter.from_pretrained(
+        tiny_model_path, device="cpu", vision_backend="openvino", openvino_cache_dir=tmp_path
+    )
+    assert seg.vision_backend == "openvino"
+
+
+def test_convert_command_names_a_missing_model(tmp_path, capsys):
+    from segserve.cli import main
+
+    assert main(["convert", "--model", str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path)]) == 1
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_the_child_refuses_other_weights(tiny_model_path, tmp_path, capsys):
+    assert openvino.main(["--model", str(tiny_model_path), "--cache-dir", str(tmp_path), "--expect-key", "0" * 24]) == 3
+    assert "not the model in memory" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*/vision_encoder.xml"))  # refused before converting

@@ -6,15 +6,20 @@ layer norms, GELU, RoPE and residual adds around the matmuls, which torch runs a
 over memory. `INFERENCE_PRECISION_HINT=f32` keeps it exact: on CPUs with AMX or AVX-512 BF16,
 OpenVINO would otherwise pick bf16.
 
-Converting the 450M-parameter ViT (tracing it through torch) takes minutes, so the converted model
-is saved once to a disk cache, keyed by what determines it (model id, weights fingerprint, input
-size, library versions); later starts read it in seconds.
+Converting the 450M-parameter ViT (tracing it through torch) takes minutes and peaks at ~15 GB, so
+the converted model is saved once to a disk cache, keyed by what determines it (model id, weights
+fingerprint, input size, library versions); later starts read it in seconds. The conversion runs in
+a child process (`python -m segserve.engine.openvino`, or ahead of time: `segserve convert`), so its
+peak is returned to the system when it ends instead of staying in the server's heap.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,10 @@ Levels = tuple[torch.Tensor, ...]
 # Vision encoders smaller than this stay on torch: conversion costs more than it can save (tests'
 # tiny model), and OpenVINO's gain is in the big matmul-bound layers.
 MIN_PARAMETERS = 50_000_000
+# Peak memory of a conversion per vision-encoder parameter: ~15 GB for SAM 3's 446M (bench/README.md).
+CONVERT_BYTES_PER_PARAMETER = 34
+# The child's exit status when the checkpoint on disk is not the model in memory (see `convert_in_child`).
+_EXIT_OTHER_WEIGHTS = 3
 
 
 def available() -> bool:
@@ -62,29 +71,42 @@ class _Outputs(torch.nn.Module):
 class OpenVINOVisionEncoder:
     """Callable like `Sam3Model.get_vision_features`: pixel_values (1, 3, S, S) -> the three output groups."""
 
-    def __init__(self, vision_encoder: torch.nn.Module, image_size: int, cache_dir: Path, model_id: str):
+    def __init__(
+        self,
+        vision_encoder: torch.nn.Module,
+        image_size: int,
+        cache_dir: Path,
+        model_id: str,
+        *,
+        check_memory: bool = False,
+    ):
+        """Read the converted encoder from `cache_dir`, converting it first if needed. With
+        `check_memory` ("auto"), a conversion this machine has not the memory for raises
+        `NotEnoughMemoryError` instead of starting."""
         _block_telemetry()
         import openvino as ov
 
         self.levels = len(vision_encoder.config.scale_factors)
         key = _cache_key(vision_encoder, image_size, model_id)
-        path = Path(cache_dir).expanduser() / key / "vision_encoder.xml"
+        path = cache_path(cache_dir, key)
         core = ov.Core()
-        self.compiled = None
-        if path.is_file():
-            try:
-                self.compiled = _load_verified(core, path)
-                log.info("OpenVINO vision encoder read from %s", path)
-            except Exception as exc:  # a truncated, edited or half-written cache: never a stuck server
-                log.warning("the OpenVINO cache %s is unusable (%s); converting the vision encoder again", path, exc)
+        self.compiled = _read_cache(core, path)
+        if self.compiled is None and check_memory:
+            enough, have, need = enough_memory_to_convert(vision_encoder)
+            if not enough:
+                raise NotEnoughMemoryError(
+                    f"converting it needs ~{need:.0f} GiB of memory and {have:.1f} GiB are available; "
+                    "convert ahead of time with `segserve convert` on a machine that has it"
+                )
         if self.compiled is None:
-            # A warning, so a CLI user sees why this first start takes minutes (and ~15 GB of memory).
-            log.warning("converting the vision encoder to OpenVINO: once per model, minutes for SAM 3")
-            example = torch.zeros(1, 3, image_size, image_size)
-            with torch.no_grad():
-                model = ov.convert_model(_Outputs(vision_encoder).eval(), example_input=example)
-            _save(ov, model, path)
-            self.compiled = _compile(core, model)
+            # A warning, so a CLI user sees why this first start takes minutes.
+            log.warning("converting the vision encoder to OpenVINO in a child process (once per model; minutes)")
+            if not convert_in_child(model_id, image_size, Path(cache_dir), key):
+                # Only this process has these weights (a model built in code, or a checkpoint changed
+                # since it was loaded): convert here, peak memory and all.
+                log.warning("the checkpoint %s is not the model in memory; converting in this process", model_id)
+                convert(vision_encoder, image_size, path)
+            self.compiled = _load_verified(core, path)
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, Levels, Levels]:
@@ -93,6 +115,97 @@ class OpenVINOVisionEncoder:
         tensors = [torch.from_numpy(result[out]) for out in self.compiled.outputs]
         backbone, rest = tensors[0], tensors[1:]
         return backbone, tuple(rest[: self.levels]), tuple(rest[self.levels :])
+
+
+def cache_path(cache_dir: Path | str, key: str) -> Path:
+    return Path(cache_dir).expanduser() / key / "vision_encoder.xml"
+
+
+def _read_cache(core: Any, path: Path) -> Any:
+    """The compiled cached model, or None when there is none or it is unusable."""
+    if not path.is_file():
+        return None
+    try:
+        compiled = _load_verified(core, path)
+    except Exception as exc:  # a truncated, edited or half-written cache: never a stuck server
+        log.warning("the OpenVINO cache %s is unusable (%s); converting the vision encoder again", path, exc)
+        return None
+    log.info("OpenVINO vision encoder read from %s", path)
+    return compiled
+
+
+def convert(vision_encoder: torch.nn.Module, image_size: int, path: Path) -> None:
+    """Trace `vision_encoder` through OpenVINO's converter and save it at `path` (the memory-hungry step)."""
+    _block_telemetry()
+    import openvino as ov
+
+    example = torch.zeros(1, 3, image_size, image_size)
+    with torch.no_grad():
+        model = ov.convert_model(_Outputs(vision_encoder).eval(), example_input=example)
+    _save(ov, model, path)
+
+
+def convert_in_child(model_id: str, image_size: int, cache_dir: Path, key: str) -> bool:
+    """Convert `model_id`'s vision encoder in a child process, into `cache_dir`/`key`.
+
+    False when the child's checkpoint fingerprints differently from `key` (the model in memory is
+    not the one on disk); raises RuntimeError, with the child's last lines, when it fails.
+    """
+    command = [sys.executable, "-m", "segserve.engine.openvino", "--model", model_id]
+    command += ["--cache-dir", str(cache_dir), "--image-size", str(image_size), "--expect-key", key]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode == _EXIT_OTHER_WEIGHTS:
+        return False
+    if done.returncode != 0:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise RuntimeError(f"the conversion process ended with status {done.returncode}: {tail}")
+    return True
+
+
+class NotEnoughMemoryError(RuntimeError):
+    """A conversion would not fit in this machine's available memory."""
+
+
+class OtherWeightsError(RuntimeError):
+    """The checkpoint on disk fingerprints differently from the model the caller holds."""
+
+
+def convert_checkpoint(
+    model_id: str, cache_dir: Path | str, image_size: int | None = None, expect_key: str | None = None
+) -> tuple[Path, bool]:
+    """Convert (if not cached yet) the vision encoder of the checkpoint `model_id`: what `segserve
+    convert` and the server's child process run. Returns (the cached model's path, whether it was
+    converted now); raises `OtherWeightsError` if `expect_key` is given and the weights differ."""
+    _block_telemetry()
+    import openvino as ov
+    from transformers import Sam3Model, Sam3Processor
+
+    model = Sam3Model.from_pretrained(model_id, dtype=torch.float32).eval()
+    if image_size is None:
+        image_size = int(Sam3Processor.from_pretrained(model_id).image_processor.size["height"])
+    key = _cache_key(model.vision_encoder, image_size, model_id)
+    if expect_key is not None and key != expect_key:
+        raise OtherWeightsError(f"{model_id} on disk is not the model in memory")
+    path = cache_path(cache_dir, key)
+    if _read_cache(ov.Core(), path) is not None:
+        return path, False
+    convert(model.vision_encoder, image_size, path)
+    return path, True
+
+
+def enough_memory_to_convert(vision_encoder: torch.nn.Module) -> tuple[bool, float, float]:
+    """(enough?, GiB available, GiB a conversion needs), from /proc/meminfo's MemAvailable.
+
+    Where that can't be read (not Linux), the answer is yes: the child process then fails alone.
+    """
+    needed = sum(p.numel() for p in vision_encoder.parameters()) * CONVERT_BYTES_PER_PARAMETER / 2**30
+    try:
+        with open("/proc/meminfo") as fh:
+            fields = dict(line.split(":", 1) for line in fh)
+        available = int(fields["MemAvailable"].split()[0]) * 1024 / 2**30
+    except (OSError, KeyError, ValueError):
+        return True, float("nan"), needed
+    return available >= needed, available, needed
 
 
 def _compile(core: Any, model: Any) -> Any:
@@ -154,6 +267,25 @@ def should_use(backend: str, vision_encoder: torch.nn.Module, device: torch.devi
     return usable and big and available()
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The conversion child process: `python -m segserve.engine.openvino --model ID --cache-dir DIR`."""
+    parser = argparse.ArgumentParser(prog="python -m segserve.engine.openvino")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--cache-dir", required=True)
+    parser.add_argument("--image-size", type=int)
+    parser.add_argument("--expect-key", help="refuse (status 3) unless the checkpoint fingerprints to this key")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("SEGSERVE_LOG_LEVEL", "WARNING").upper())
+    try:
+        path, _ = convert_checkpoint(args.model, args.cache_dir, args.image_size, args.expect_key)
+    except OtherWeightsError as exc:
+        print(exc, file=sys.stderr)
+        return _EXIT_OTHER_WEIGHTS
+    print(path)
+    return 0
+
+
+
 def _cache_key(vision_encoder: torch.nn.Module, image_size: int, model_id: str) -> str:
     """What the converted model depends on. The weights are fingerprinted by a strided sample of
     every tensor (hashing all 1.8 GB would cost seconds at each start)."""
@@ -169,3 +301,7 @@ def _cache_key(vision_encoder: torch.nn.Module, image_size: int, model_id: str) 
             sample = flat[:: max(1, flat.numel() // 64)].float().cpu().numpy().tobytes()
             h.update(name.encode() + str(tuple(tensor.shape)).encode() + sample)
     return h.hexdigest()[:24]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

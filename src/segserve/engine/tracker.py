@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from segserve.engine.loading import resolve_checkpoint
 from segserve.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def load_tracker(
     """
     from transformers import AutoConfig, Sam3TrackerModel
 
+    source = resolve_checkpoint(source)  # a cached hub id: its snapshot, so no network at all
     try:
         config = AutoConfig.from_pretrained(source)
     except Exception as exc:  # hub, network and file errors all arrive as different types
@@ -71,7 +73,13 @@ def load_tracker(
             "segment-everything's grid mode needs. Re-download it, or set SEGSERVE_EVERYTHING_MODE=vocabulary."
         )
     tracker.load_state_dict({k: state[k] for k in expected}, strict=False, assign=True)
-    still_meta = [n for n, t in [*tracker.named_parameters(), *tracker.named_buffers()] if t.is_meta]
+    # The shared ViT may itself be on the meta device: with OpenVINO running the ViT, the engine
+    # drops the torch weights, and the tracker only ever reads the ViT's output.
+    still_meta = [
+        n
+        for n, t in [*tracker.named_parameters(), *tracker.named_buffers()]
+        if t.is_meta and not n.startswith("vision_encoder.backbone.")
+    ]
     if still_meta:  # a tensor no checkpoint key filled: a layout this loader does not know
         raise ModelLoadError(f"The SAM 3 tracker of {source} did not load completely: {still_meta[:3]} missing.")
     log.info("loaded the SAM 3 tracker of %s (sharing the detector's ViT)", source)
