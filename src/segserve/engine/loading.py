@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -9,6 +10,12 @@ import torch
 from segserve.errors import InvalidParameterError, ModelLoadError
 
 DEFAULT_MODEL = "facebook/sam3"
+
+log = logging.getLogger("segserve.engine")
+
+# What a cached hub snapshot must hold to load without the network; a partial download lacks one.
+_NEEDED_FILES = ("config.json", "processor_config.json")
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 
 _DTYPES = {
     "float32": torch.float32,
@@ -66,10 +73,13 @@ def select_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch
         ) from None
 
 
+def _looks_local(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~")) or Path(source).exists()
+
+
 def check_local_path(source: str) -> None:
     """A path-looking model that does not exist gets a clear message instead of a hub lookup."""
-    looks_local = source.startswith(("/", "./", "../", "~")) or Path(source).exists()
-    if not looks_local:
+    if not _looks_local(source):
         return
     path = Path(source).expanduser()
     if not path.is_dir():
@@ -104,3 +114,73 @@ def load_error_message(source: str, exc: Exception) -> str:
             f"{how[1:]} {reason}"
         )
     return f"Could not load the SAM 3 checkpoint {source}. {how} {reason}"
+
+
+def resolve_checkpoint(source: str, probe_timeout: float = 5.0) -> str:
+    """Where to load `source` from, decided in at most one short request to the hub.
+
+    A local directory is checked and returned. A hub id already in the local Hugging Face cache
+    gives its snapshot directory, so loading never touches the network (`hf download` updates it).
+    Otherwise, with `HF_HUB_OFFLINE=1`, or when one HEAD of its config.json (no retries, at most
+    `probe_timeout` seconds) fails, a `ModelLoadError` says what to do. Without this,
+    huggingface_hub retries each of the checkpoint's files with backoff, ~3.5 minutes of
+    "Retrying in 8s" lines before the same failure on a machine with no route to the hub.
+    """
+    check_local_path(source)
+    if _looks_local(source):
+        return source
+    cached = cached_snapshot(source)
+    if cached is not None:
+        log.info("loading %s from the local Hugging Face cache (%s)", source, cached)
+        return cached
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+
+    if constants.is_offline_mode():
+        raise ModelLoadError(
+            f"The model {source} is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and "
+            f"HF_HUB_OFFLINE=1 forbids downloading it. {_how_to_get(source, offline=True)}"
+        )
+    try:
+        # retry_on_errors=False (the default): one request, the answer to "can we download at all?"
+        get_hf_file_metadata(hf_hub_url(source, "config.json"), timeout=probe_timeout)
+    except (HfHubHTTPError, HFValidationError) as exc:  # gated, missing, a bad name: the hub answered
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status is not None and (status >= 500 or status == 429):  # answered, but only "not now"
+            raise ModelLoadError(_unreachable(source, exc, constants.HF_HUB_CACHE)) from exc
+        raise ModelLoadError(load_error_message(source, exc)) from exc
+    except Exception as exc:  # DNS, refused, timeout, proxy: the transport's own exception types
+        raise ModelLoadError(_unreachable(source, exc, constants.HF_HUB_CACHE)) from exc
+    return source
+
+
+def _unreachable(source: str, exc: Exception, cache: str) -> str:
+    detail = str(exc).splitlines()[0][:200] if str(exc) else "no detail"
+    return (
+        f"Could not load the SAM 3 checkpoint {source}: the Hugging Face hub did not answer "
+        f"({type(exc).__name__}: {detail}) and {source} is not in the local cache ({cache}). "
+        f"{_how_to_get(source)}"
+    )
+
+
+def cached_snapshot(source: str) -> str | None:
+    """The local snapshot directory of hub id `source`'s main revision when it holds a loadable
+    checkpoint (config, processor, weights), else None."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(source, local_files_only=True))
+    except Exception:  # not cached, incomplete, or not a valid repo id: all mean "not here"
+        return None
+    if all((folder / name).is_file() for name in _NEEDED_FILES) and any((folder / w).is_file() for w in _WEIGHTS):
+        return str(folder)
+    return None
+
+
+def _how_to_get(source: str, offline: bool = False) -> str:
+    return (
+        f"Download it where the hub is reachable with `hf download {source}` (after accepting its licence "
+        "on huggingface.co and `hf auth login`, for a gated model), or set SEGSERVE_MODEL (or --model) to "
+        f"a local copy made with `hf download {source} --local-dir ./sam3`."
+        + ("" if offline else " On a machine without the hub, set HF_HUB_OFFLINE=1 to skip even this check.")
+    )
