@@ -20,7 +20,7 @@ from typing import Any
 
 from segserve.annotate.cli import add_annotate, run_annotate
 from segserve.errors import InvalidParameterError, InvalidPromptError, SegserveError
-from segserve.settings import EVERYTHING_MODES, MASK_FORMATS, Settings
+from segserve.settings import EVERYTHING_MODES, LOG_LEVELS, MASK_FORMATS, Settings
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -36,6 +36,14 @@ def _default(name: str) -> str:
     """`(default X; SEGSERVE_NAME)` for a flag's help, from the one table of settings."""
     value = Settings.model_fields[name].default
     return f"(default {'none' if value is None or value == '' else value}; SEGSERVE_{name.upper()})"
+
+
+def _switch(name: str, flag_sets: bool) -> str:
+    """`(default off; SEGSERVE_NAME=1)` for a store_true flag that sets boolean setting `name` to
+    `flag_sets`: what happens without the flag, and the variable that does the same."""
+    default = Settings.model_fields[name].default
+    shown = "on" if default == flag_sets else "off"
+    return f"(default {shown}; SEGSERVE_{name.upper()}={int(flag_sets)})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,8 +104,11 @@ def _add_serve(sub: Any) -> None:
     srv = sub.add_parser(
         "serve",
         help="run the HTTP API and the playground",
-        description="Serve POST /v1/images/segmentation, the playground (/), /docs, /healthz, /readyz and "
-        "/metrics. Flags override SEGSERVE_* variables, which override the defaults.",
+        description="Serve the SAM 3 segmentation API: POST /v1/images/segmentation (and GET /v1/models) "
+        "behind bearer keys, the playground (/), /docs, /healthz, /readyz and /metrics. The model loads "
+        "after the port is open; /readyz says 200 once it is warm. Each flag overrides its SEGSERVE_* "
+        "variable (or .env line), which overrides the default shown; every other knob is a SEGSERVE_* "
+        "variable only (src/segserve/settings.py lists them).",
         epilog=_EPILOG,
     )
     # flag, type, the setting it overrides, what it means
@@ -121,21 +132,29 @@ def _add_serve(sub: Any) -> None:
         action="append",
         default=None,
         metavar="KEY",
-        help="accept this bearer token (repeat for several; adds to SEGSERVE_API_KEYS)",
+        help="accept this bearer token (repeat for several; adds to SEGSERVE_API_KEYS, comma-separated; "
+        "default none: a key, --api-keys-file or --no-auth is required)",
     )
     srv.add_argument(
-        "--no-auth", action="store_true", default=None, help="serve without any key, local use only (SEGSERVE_NO_AUTH)"
+        "--no-auth",
+        action="store_true",
+        default=None,
+        help=f"serve without any key, local use only {_switch('no_auth', True)}",
     )
     srv.add_argument(
-        "--no-warmup", action="store_true", default=None, help="skip the warm-up inference (SEGSERVE_WARMUP=0)"
+        "--no-warmup",
+        action="store_true",
+        default=None,
+        help=f"skip the warm-up inference; /readyz says 200 as soon as the model loads {_switch('warmup', False)}",
     )
     srv.add_argument(
         "--stay-up-on-load-error",
         action="store_true",
         default=None,
-        help="if the model fails to load, keep serving 503 instead of exiting 1 (SEGSERVE_EXIT_ON_LOAD_ERROR=0)",
+        help="if the model fails to load, keep serving 503 instead of exiting 1 "
+        + _switch("exit_on_load_error", False),
     )
-    srv.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    srv.add_argument("--log-level", default=None, choices=LOG_LEVELS, help=f"log verbosity {_default('log_level')}")
     srv.set_defaults(func=cmd_serve)
 
 
@@ -337,6 +356,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         no_auth=True if args.no_auth else None,
         warmup=False if args.no_warmup else None,
         exit_on_load_error=False if args.stay_up_on_load_error else None,
+        log_level=args.log_level,
     )
     if args.api_key:
         keys = [k for k in settings.api_keys.split(",") if k.strip()] + list(args.api_key)
@@ -360,8 +380,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # A device this machine lacks is a wrong command line: say so now, not after the server started.
     select_dtype(settings.dtype, select_device(settings.device))
-    serve.configure_logging(args.log_level)
-    return serve.run(settings, log_level=args.log_level)
+    serve.configure_logging(settings.log_level)
+    return serve.run(settings, log_level=settings.log_level)
 
 
 def _version() -> str:

@@ -37,6 +37,8 @@ MASK_FORMATS: tuple[str, ...] = get_args(MaskFormat)
 EverythingMode = Literal["grid", "vocabulary"]
 EVERYTHING_MODES: tuple[str, ...] = get_args(EverythingMode)
 VisionBackend = Literal["auto", "torch", "openvino"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 
 
 class Settings(BaseSettings):
@@ -106,6 +108,7 @@ class Settings(BaseSettings):
     max_connections: int = Field(256, ge=1)  # open connections; a request on one more -> 503 + Retry-After
     retry_after: int = Field(5, ge=1)  # seconds advertised in Retry-After with a 429
     warmup: bool = True  # run one inference before /readyz says ready
+    log_level: LogLevel = "info"  # the server's log verbosity (segserve serve --log-level)
     exit_on_load_error: bool = True  # exit non-zero when the model fails to load (off: stay up, /readyz 503)
     # seconds in-flight requests get after SIGTERM; those still unanswered then get 503 shutting_down.
     # Keep it below the orchestrator's own (Kubernetes' terminationGracePeriodSeconds: 30 by default)
