@@ -39,6 +39,8 @@ EVERYTHING_MODES: tuple[str, ...] = get_args(EverythingMode)
 VisionBackend = Literal["auto", "torch", "openvino"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+LabelLanguage = Literal["en", "zh"]
+LABEL_LANGUAGES: tuple[str, ...] = get_args(LabelLanguage)
 
 
 class Settings(BaseSettings):
@@ -70,12 +72,16 @@ class Settings(BaseSettings):
     everything_mode: EverythingMode = Field(
         "grid", description="what an empty prompt runs: `grid` (SAM-style, label 'object') or `vocabulary`"
     )
+    label_language: LabelLanguage = Field(
+        "en", description="language of vocabulary-mode labels: `en`, or `zh` (Chinese, from segserve's lexicon)"
+    )
 
     # --- prompts and the engine ----------------------------------------------------------------
     max_concepts: int = Field(16, ge=1, le=256)  # concepts per prompt
     max_concept_chars: int = Field(200, ge=1)  # characters per concept
     max_boxes: int = Field(16, ge=1, le=1024)  # exemplar boxes per request, over all concepts
     max_points: int = Field(32, ge=1, le=1024)  # interactive-mode points per request
+    glossary: Path | None = None  # Chinese terms added to the lexicon: `term<TAB>English` per line; SIGHUP reloads
     concept_batch: int = Field(16, ge=1)  # concepts per detector pass (bounds memory)
     grid_points: int = Field(32, ge=1, le=128)  # grid mode: prompt points per side (32 -> 1024 points)
     grid_batch: int = Field(64, ge=1)  # grid mode: points decoded per tracker pass (bounds memory)

@@ -3,7 +3,7 @@
 
 >>> r = SegmentationResult.empty((480, 640))
 >>> len(r), r.to_dict()
-(0, {'num_segments': 0, 'segments': []})
+(0, {'num_segments': 0, 'segments': [], 'concepts': []})
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import reprlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 from PIL import Image
@@ -23,7 +23,7 @@ from segserve import masks as masks_mod
 from segserve import render
 from segserve.errors import InvalidParameterError
 from segserve.prompts import Concept, ObjectPrompt, VisualRequest, resolve_visual
-from segserve.settings import MASK_FORMATS, EverythingMode, MaskFormat, Settings
+from segserve.settings import MASK_FORMATS, EverythingMode, LabelLanguage, MaskFormat, Settings
 
 _SETTINGS = Settings.model_fields
 # Echoes a client's bad value in the error: bounded in length and depth, whatever was sent.
@@ -46,6 +46,7 @@ class SegmentOptions(BaseModel):
     max_segments: int = _SETTINGS["max_segments"]
     mask_format: MaskFormat = _SETTINGS["mask_format"]
     everything_mode: EverythingMode = _SETTINGS["everything_mode"]
+    label_language: LabelLanguage = _SETTINGS["label_language"]
 
     @classmethod
     def resolve(cls, settings: Settings | None = None, **overrides: Any) -> SegmentOptions:
@@ -115,6 +116,13 @@ class SegmentRequest:
         VisualRequest(self.concepts, self.object_prompt, self.exemplar_param).check_inside(size)
 
 
+class ConceptText(NamedTuple):
+    """A concept as the answer reports it: the client's `label` and the `text` the model read."""
+
+    label: str
+    text: str | None
+
+
 @dataclass(frozen=True)
 class Segment:
     """One instance: a row of a `SegmentationResult`. `id` is 1-based, in confidence order."""
@@ -154,6 +162,7 @@ class SegmentationResult:
         image: np.ndarray | None = None,
         *,
         rles: list[dict[str, Any]] | None = None,
+        concepts: Sequence[Concept | ConceptText] = (),
     ) -> None:
         self.boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
         self.scores = np.asarray(scores, dtype=np.float32).reshape(-1)
@@ -167,6 +176,8 @@ class SegmentationResult:
             raise ValueError(f"labels must have {n} entries to match scores, got {len(self.labels)}")
         self._masks: np.ndarray | None = None
         self._rles = None if rles is None else list(rles)
+        # The request's concepts in prompt order: what each label was read as (`text`, None for exemplars only).
+        self.concepts = tuple(ConceptText(c.label, c.text) for c in concepts)
         if masks is not None:
             self._masks = np.asarray(masks, dtype=bool)
             expected = (n, *self.image_size)
@@ -258,6 +269,7 @@ class SegmentationResult:
             labels=[seg["label"] for seg in segments],
             image_size=size,
             image=image,
+            concepts=[ConceptText(str(c["label"]), c.get("text")) for c in data.get("concepts") or []],
         )
 
     # --- access ----------------------------------------------------------------------------
@@ -286,6 +298,7 @@ class SegmentationResult:
             image_size=self.image_size,
             image=self.image,
             rles=None if self._rles is None else [self._rles[i] for i in rows.tolist()],
+            concepts=self.concepts,
         )
 
     def _segment(self, i: int) -> Segment:
@@ -319,6 +332,7 @@ class SegmentationResult:
             labels=[label for r in results for label in r.labels],
             image_size=first.image_size,
             image=first.image,
+            concepts=list(dict.fromkeys(c for r in results for c in r.concepts)),
         )
         return merged[np.argsort(-merged.scores, kind="stable")]
 
@@ -360,7 +374,9 @@ class SegmentationResult:
                     "polygons": masks_mod.mask_to_polygons(self.mask(i)),  # one full-size mask at a time
                 }
             segments.append(seg)
-        return {"num_segments": len(segments), "segments": segments}
+        # `concepts` is segserve's extension of the wire format: clients that ignore unknown fields are unaffected.
+        concepts = [{"label": c.label, "text": c.text} for c in self.concepts]
+        return {"num_segments": len(segments), "segments": segments, "concepts": concepts}
 
     # --- pictures (drawn by segserve.render) ---------------------------------------------------
     def _pixels(self, image: np.ndarray | Image.Image | None) -> np.ndarray:

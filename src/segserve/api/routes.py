@@ -38,7 +38,7 @@ from segserve.errors import (
 )
 from segserve.images import decode_image, open_image
 from segserve.settings import Settings
-from segserve.types import SegmentOptions, SegmentRequest
+from segserve.types import ConceptText, SegmentOptions, SegmentRequest
 
 log = logging.getLogger("segserve.api")
 router = APIRouter()
@@ -81,7 +81,8 @@ async def segment_image(request: Request) -> Response:
         fields = body.fields
         image_ref = _check_fields(fields, has_upload=body.upload is not None, settings=settings)
         options = {name: fields.get(name) for name in SegmentOptions.model_fields}  # absent: None, the default
-        seg_request = SegmentRequest.resolve(settings, prompt=fields.get("prompt") or "", **options)
+        visual = {name: fields.get(name) for name in SegmentRequest.VISUAL_FIELDS}  # boxes, points, ...
+        seg_request = SegmentRequest.resolve(settings, prompt=fields.get("prompt") or "", **visual, **options)
 
         data = body.upload if body.upload is not None else await fetch_image(image_ref or "", settings)
         limits = {"max_pixels": settings.max_image_pixels, "max_aspect_ratio": settings.max_aspect_ratio}
@@ -97,8 +98,15 @@ async def segment_image(request: Request) -> Response:
 
         def job() -> bytes:
             rgb = decode_image(data, **limits)  # truncated or corrupt pixel data fails here, as a 4xx
+            # Boxes and points are in the decoded (EXIF-oriented) image's pixels: only now is its size known.
+            seg_request.check_inside(rgb.shape[:2])
             started = time.perf_counter()
-            result = segmenter.segment(rgb, seg_request.concepts, seg_request.options)
+            if seg_request.object_prompt is not None:  # interactive mode: one object, by the tracker
+                result = segmenter.segment_object(rgb, seg_request.object_prompt, seg_request.options)
+            else:
+                result = segmenter.segment(rgb, seg_request.concepts, seg_request.options)
+                # What each concept was read as (the `concepts` extension), whatever the segmenter reports.
+                result.concepts = tuple(ConceptText(c.label, c.text) for c in seg_request.concepts)
             metrics.inference.observe(time.perf_counter() - started)
             return json.dumps(result.to_dict(seg_request.options.mask_format), separators=(",", ":")).encode()
 

@@ -40,9 +40,17 @@ from segserve.engine.tracker import load_tracker
 from segserve.engine.visual import box_inputs, segment_object
 from segserve.errors import ModelLoadError
 from segserve.images import to_rgb_array
-from segserve.prompts import MAX_TEXT_TOKENS, Concept, ObjectPrompt, as_concepts, parse_prompt, tokenize_concepts
+from segserve.prompts import (
+    MAX_TEXT_TOKENS,
+    Concept,
+    ObjectPrompt,
+    as_concepts,
+    chinese,
+    parse_prompt,
+    tokenize_concepts,
+)
 from segserve.settings import Settings
-from segserve.types import SegmentationResult, SegmentOptions
+from segserve.types import ConceptText, SegmentationResult, SegmentOptions
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +85,8 @@ class Sam3Segmenter:
         self.dtype = dtype or next(model.parameters()).dtype
         self.image_size = int(processor.image_processor.size["height"])
         # Vocabulary mode's concepts, parsed once (no per-request concept limit applies to them).
-        self.vocabulary = parse_prompt(cfg.vocabulary, max_concepts=1_000_000)
+        self.vocabulary = parse_prompt(cfg.vocabulary, max_concepts=1_000_000, glossary=cfg.glossary)
+        self._vocabulary_zh: list[Concept] | None = None  # the same, labelled in Chinese (label_language=zh)
         # Counts of expensive passes, for tests and metrics: they prove the ViT runs once per image.
         # The cache counters sit here too, so they reach the Prometheus endpoint with the rest.
         self.stats = {
@@ -184,12 +193,14 @@ class Sam3Segmenter:
         No concepts: segment everything, as `options.everything_mode` says ("grid" or "vocabulary").
         """
         options = options or SegmentOptions()
-        wanted = as_concepts(concepts)
+        wanted = as_concepts(concepts, self.settings.glossary)
         rgb = to_rgb_array(image)
         with self._lock, torch.inference_mode():
             features = self.encode_image(rgb)
             if wanted:
-                return self.segment_features(features, rgb, wanted, options)
+                result = self.segment_features(features, rgb, wanted, options)
+                result.concepts = tuple(ConceptText(c.label, c.text) for c in wanted)
+                return result
             if options.everything_mode == "grid":
                 return self.grid.segment(features, rgb, options)
             return self.segment_vocabulary(features, rgb, options)
@@ -223,6 +234,8 @@ class Sam3Segmenter:
             except ModelLoadError as exc:
                 log.warning("segment-everything's grid mode is unavailable: %s", exc.message)
         import cv2  # noqa: F401 - RLE and polygon encoding import it on first use (~0.2-1 s)
+
+        chinese.warm_up(self.settings.glossary)  # jieba's dictionary: ~1 s on the first Chinese prompt
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         """RGB uint8 -> normalised `pixel_values` (1, 3, S, S) exactly as `Sam3Processor` makes them."""
@@ -358,8 +371,13 @@ class Sam3Segmenter:
         keep = with_slack(options.max_segments)
         per_pass = options.model_copy(update={"max_segments": keep})
         pool: SegmentationResult | None = None
-        for start in range(0, len(self.vocabulary), batch):
-            part = self.segment_features(features, rgb, self.vocabulary[start : start + batch], per_pass)
+        vocabulary = self.vocabulary
+        if options.label_language == "zh":
+            if self._vocabulary_zh is None:
+                self._vocabulary_zh = chinese.chinese_labels(self.vocabulary, self.settings.glossary)
+            vocabulary = self._vocabulary_zh
+        for start in range(0, len(vocabulary), batch):
+            part = self.segment_features(features, rgb, vocabulary[start : start + batch], per_pass)
             pool = part if pool is None else dedupe(SegmentationResult.merge([pool, part]), nms, keep)
         if pool is None:  # Settings refuses an empty vocabulary; an engine built around it answers nothing
             return SegmentationResult.empty(rgb.shape[:2], image=rgb)

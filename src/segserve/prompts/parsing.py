@@ -15,8 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from segserve.errors import InvalidPromptError
+from segserve.prompts.chinese import resolve_texts
 from segserve.prompts.exemplars import VISUAL_TEXT, Box
 from segserve.settings import Settings
 
@@ -57,9 +59,13 @@ class Concept:
         return VISUAL_TEXT if self.text is None else self.text
 
 
-def as_concepts(concepts: Iterable[Concept | str]) -> list[Concept]:
-    """Concepts as given to the engine: `Concept`s, or plain strings as a shorthand."""
-    return [c if isinstance(c, Concept) else Concept(str(c)) for c in concepts]
+def as_concepts(concepts: Iterable[Concept | str], glossary: Path | str | None = None) -> list[Concept]:
+    """Concepts as given to the engine: `Concept`s, or plain strings as a shorthand (a Chinese one
+    is read in English, as in a prompt)."""
+    given = list(concepts)
+    words = [str(c) for c in given if not isinstance(c, Concept)]
+    texts = iter(resolve_texts(words, glossary))
+    return [c if isinstance(c, Concept) else Concept(str(c), next(texts)) for c in given]
 
 
 def parse_prompt(
@@ -67,8 +73,12 @@ def parse_prompt(
     *,
     max_concepts: int | None = None,
     max_concept_chars: int | None = None,
+    glossary: Path | str | None = None,
+    translate: bool = True,
 ) -> list[Concept]:
-    """Split, trim, drop empties, merge repeats case-insensitively (first spelling wins), check limits.
+    """Split, trim, drop empties, merge repeats case-insensitively (first spelling wins), check limits,
+    and give each Chinese concept the English text the model reads (`prompts.chinese`, with the
+    operator's `glossary`); its label stays the user's words. `translate=False` leaves that to a server.
 
     The limits default to `Settings`'; an empty result means "segment everything".
     """
@@ -107,6 +117,9 @@ def parse_prompt(
             "Split it over several requests.",
             param="prompt",
         )
+    if translate:
+        texts = resolve_texts([c.label for c in concepts], glossary)
+        concepts = [Concept(c.label, text) for c, text in zip(concepts, texts)]
     return concepts
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from segserve.errors import InvalidParameterError
+from segserve.prompts.chinese import resolve_texts
 from segserve.prompts.exemplars import (
     VISUAL_LABEL,
     ObjectPrompt,
@@ -65,7 +66,11 @@ def resolve_visual(
 ) -> VisualRequest:
     """The concepts or object prompt that a request's fields describe; 400 naming the field otherwise."""
     settings = settings or Settings.defaults()
-    limits = {"max_concepts": settings.max_concepts, "max_concept_chars": settings.max_concept_chars}
+    limits = {
+        "max_concepts": settings.max_concepts,
+        "max_concept_chars": settings.max_concept_chars,
+        "glossary": settings.glossary,
+    }
     object_prompt = read_object_prompt(points, point_labels, box, multimask, max_points=settings.max_points)
     if concepts == []:
         concepts = None  # no typed concepts: as if absent
@@ -74,6 +79,8 @@ def resolve_visual(
         for name, given in (("concepts", concepts is not None), ("boxes", boxes not in (None, []))):
             if given:
                 raise invalid(param, f"Interactive mode (`points`/`box`, one object) cannot be combined with `{name}`.")
+        if box_labels not in (None, []):
+            raise invalid("box_labels", "`box_labels` label exemplar `boxes`; interactive mode's box needs no label.")
         if prompt is not None and prompt.strip():
             raise invalid(
                 param, "Interactive mode (`points`/`box`) segments one object and reads no prompt; send it empty."
@@ -85,7 +92,7 @@ def resolve_visual(
                 raise invalid(
                     "concepts", f"`concepts` replaces `{name}`: put every concept, text and boxes, in `concepts`."
                 )
-        if box_labels is not None:
+        if box_labels not in (None, []):
             raise invalid("box_labels", "With `concepts`, give each concept's `box_labels` inside it.")
         return VisualRequest(tuple(read_concepts(concepts, settings)), exemplar_param="concepts")
     parsed = parse_prompt(prompt, **limits)
@@ -138,7 +145,9 @@ def read_concepts(value: Any, settings: Settings) -> list[Concept]:
         if text is None and not boxes:
             raise invalid("concepts", f"`concepts[{i}]` needs `text` or at least one box in `boxes`.")
         out.append(Concept(label or text or VISUAL_LABEL, text, tuple(boxes)))
-    return out
+    # Chinese texts are read in English, as in `prompt`; the labels stay the client's words.
+    texts = iter(resolve_texts([c.text for c in out if c.text is not None], settings.glossary, param="concepts"))
+    return [c if c.text is None else Concept(c.label, next(texts), c.boxes) for c in out]
 
 
 def _text(value: Any, where: str, max_chars: int) -> str | None:
