@@ -237,3 +237,13 @@ def test_the_child_refuses_other_weights(tiny_model_path, tmp_path, capsys):
     assert openvino.main(["--model", str(tiny_model_path), "--cache-dir", str(tmp_path), "--expect-key", "0" * 24]) == 3
     assert "not the model in memory" in capsys.readouterr().err
     assert not list(tmp_path.glob("*/vision_encoder.xml"))  # refused before converting
+
+
+def test_a_model_id_that_is_no_checkpoint_is_converted_in_process(tiny_model_path, tmp_path, caplog):
+    from transformers import Sam3Model, Sam3Processor
+
+    model = Sam3Model.from_pretrained(tiny_model_path).eval()
+    processor = Sam3Processor.from_pretrained(tiny_model_path)
+    seg = Sam3Segmenter(model, processor, model_id="bench", vision_backend="openvino", openvino_cache_dir=tmp_path)
+    assert seg.vision_backend == "openvino"  # as bench/engine_vs_reference.py builds its engine
+    assert any("not the model in memory" in r.getMessage() for r in caplog.records)

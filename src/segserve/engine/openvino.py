@@ -167,7 +167,7 @@ class NotEnoughMemoryError(RuntimeError):
 
 
 class OtherWeightsError(RuntimeError):
-    """The checkpoint on disk fingerprints differently from the model the caller holds."""
+    """The checkpoint on disk is not the model the caller holds: other weights, or none loadable."""
 
 
 def convert_checkpoint(
@@ -180,9 +180,18 @@ def convert_checkpoint(
     import openvino as ov
     from transformers import Sam3Model, Sam3Processor
 
-    model = Sam3Model.from_pretrained(model_id, dtype=torch.float32).eval()
+    from segserve.engine.loading import resolve_checkpoint
+
+    try:
+        # Resolved as the engine does (the local snapshot, or one probe of the hub): no retry loops.
+        source = resolve_checkpoint(model_id)
+        model = Sam3Model.from_pretrained(source, dtype=torch.float32).eval()
+    except Exception as exc:  # e.g. a model built in code under a name that is no checkpoint (the bench's)
+        if expect_key is None:
+            raise
+        raise OtherWeightsError(f"{model_id} could not be loaded here: {exc}") from exc
     if image_size is None:
-        image_size = int(Sam3Processor.from_pretrained(model_id).image_processor.size["height"])
+        image_size = int(Sam3Processor.from_pretrained(source).image_processor.size["height"])
     key = _cache_key(model.vision_encoder, image_size, model_id)
     if expect_key is not None and key != expect_key:
         raise OtherWeightsError(f"{model_id} on disk is not the model in memory")
