@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Everything a fresh Debian machine needs to develop and test segserve: Chromium and Node for the
-# browser and RLE tests, then the package with its dev extras. torch/torchvision are pinned to the
-# builds this project is tested with (pip finds them on the dev machines' local index).
+# Everything a fresh Debian/Ubuntu machine needs to develop and test segserve, what the README's
+# install step and CI (.ci/run) run:
+#   apt (only the packages missing): chromium and nodejs for the browser and RLE tests, fonts-noto-cjk
+#     and fontconfig so overlay PNGs draw Chinese labels as glyphs (segserve.render finds the font).
+#     apt needs root: run as root, or as a user with sudo (used when not root).
+#   pip (into the current Python): the package, editable, with its dev extras, which include
+#     [server] and [cpu] (OpenVINO); torch/torchvision pinned to the builds this project is tested
+#     with (pip finds them on the dev machines' local index).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
@@ -9,6 +14,8 @@ missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v hadolint >/dev/null || true
+command -v fc-list >/dev/null || missing+=(fontconfig)
+fc-list ':lang=zh-cn' 2>/dev/null | grep -q . || missing+=(fonts-noto-cjk)
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
