@@ -200,7 +200,18 @@ def test_image(seed: int = 0) -> np.ndarray:
 # --- the run ------------------------------------------------------------------------------------
 
 
+def spread(values: list[float], ratio_to: list[float] | None = None) -> str:
+    """`0.31 (0.30-0.33)`: the median of the rounds and their range; of ratios round by round when
+    `ratio_to` is given (each round's pair shares that round's machine load)."""
+    if ratio_to is not None:
+        values = [v / r for v, r in zip(values, ratio_to)]
+    digits = 3 if ratio_to is not None else 2
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
 def run(args: argparse.Namespace) -> None:
+    if args.repeats < 3 and not args.tiny:
+        raise SystemExit("--repeats must be at least 3: a ratio from one round is luck, not a result")
     torch.manual_seed(0)
     peak = matmul_peak_gflops(1024 if args.tiny else 4096)
     print(f"  matmul peak {peak:.0f} GFLOP/s", file=sys.stderr, flush=True)
@@ -253,7 +264,6 @@ def run(args: argparse.Namespace) -> None:
         mem["ours"].append(m_ours["peak"])
         mem["reprompt"].append(m_reprompt["peak"])
 
-    med = {k: statistics.median(v) for k, v in rows.items()}
     vision_s = statistics.median(vision_ours.calls[1:] or vision_ours.calls)  # not the warm-up's
     vision_ref_s = statistics.median(vision_ref)
     post_s = statistics.median(post_ours.calls[1:] or post_ours.calls)
@@ -267,29 +277,32 @@ def run(args: argparse.Namespace) -> None:
         f"Image {IMAGE_SIZE[1]}x{IMAGE_SIZE[0]} (resized to the model's "
         f"{engine.image_size}x{engine.image_size}); concepts {CONCEPTS}; threshold {OPTIONS.threshold} "
         f"(every query kept, up to {OPTIONS.max_segments} masks upsampled: worst-case post-processing). "
-        f"Medians of {args.repeats} interleaved run(s); vision encoder: {engine.vision_backend}; "
+        f"Medians and ranges of {args.repeats} interleaved rounds; vision encoder: {engine.vision_backend}; "
         f"ViT layers compiled: {args.compile}.\n"
     )
     print("### (a) naive reference vs segserve, cold cache\n")
+    print("Each cell: the median of the rounds (min-max); ratios are taken round by round.\n")
     print("| path | 1 concept (s) | ratio | 3 concepts (s) | ratio |")
     print("|---|---|---|---|---|")
-    print(f"| naive: Sam3Processor + Sam3Model per concept | {med['naive1']:.2f} | 1.00 | {med['naive3']:.2f} | 1.00 |")
+    naive1, naive3 = spread(rows["naive1"]), spread(rows["naive3"])
+    print(f"| naive: Sam3Processor + Sam3Model per concept | {naive1} | 1 | {naive3} | 1 |")
     print(
-        f"| segserve `Sam3Segmenter.segment` | {med['ours1']:.2f} | {med['ours1'] / med['naive1']:.2f} "
-        f"| {med['ours3']:.2f} | {med['ours3'] / med['naive3']:.2f} |"
+        f"| segserve `Sam3Segmenter.segment` | {spread(rows['ours1'])} | {spread(rows['ours1'], rows['naive1'])} "
+        f"| {spread(rows['ours3'])} | {spread(rows['ours3'], rows['naive3'])} |"
     )
     print("\n### (b) cold vs cached re-prompt on the same image, 1 concept\n")
     print("| request | seconds | ratio to naive 1 concept |")
     print("|---|---|---|")
-    print(f"| naive reference (no cache exists) | {med['naive1']:.2f} | 1.00 |")
-    print(f"| segserve, cold (vision + text computed) | {med['ours1']:.2f} | {med['ours1'] / med['naive1']:.3f} |")
+    print(f"| naive reference (no cache exists) | {spread(rows['naive1'])} | 1 |")
+    cold1 = f"{spread(rows['ours1'])} | {spread(rows['ours1'], rows['naive1'])}"
+    print(f"| segserve, cold (vision + text computed) | {cold1} |")
     print(
-        f"| segserve, re-prompt with a new concept (vision cached) | {med['reprompt']:.2f} "
-        f"| {med['reprompt'] / med['naive1']:.3f} |"
+        f"| segserve, re-prompt with a new concept (vision cached) | {spread(rows['reprompt'])} "
+        f"| {spread(rows['reprompt'], rows['naive1'])} |"
     )
     print(
-        f"| segserve, the same request again (vision + text cached) | {med['repeat']:.2f} "
-        f"| {med['repeat'] / med['naive1']:.3f} |"
+        f"| segserve, the same request again (vision + text cached) | {spread(rows['repeat'])} "
+        f"| {spread(rows['repeat'], rows['naive1'])} |"
     )
     print("\n### Vision encoder and post-processing\n")
     print("| measure | value |")
@@ -337,7 +350,9 @@ def _max_rss_mib() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="the tiny test model (checks the script quickly)")
-    parser.add_argument("--repeats", type=int, default=1, help="interleaved repetitions; medians are printed")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="interleaved rounds (at least 3); medians and spreads are printed"
+    )
     parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
