@@ -62,6 +62,15 @@ class BrightSegmenter:
         )
 
 
+    def segment_object(self, image, prompt, options=None) -> SegmentationResult:
+        """Interactive mode: the bright pixels, as one "object" (or, with multimask, 3 copies)."""
+        options = options or SegmentOptions()
+        self.object_calls = [*getattr(self, "object_calls", []), (image.shape, prompt, options)]
+        result = self.segment(image, [], options)
+        n = min(3 if prompt.multimask else 1, options.max_segments) if len(result) else 0
+        return result[[0] * n]
+
+
 class SlowSegmenter(BrightSegmenter):
     """Takes `delay` seconds per call (holding its worker thread), to fill the queue."""
 

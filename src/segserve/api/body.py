@@ -25,13 +25,13 @@ from starlette.types import Message, Receive
 
 from segserve.errors import ClientTimeoutError, ImageTooLargeError, InvalidParameterError
 from segserve.settings import Settings
-from segserve.types import SegmentOptions
+from segserve.types import SegmentOptions, SegmentRequest
 
 # Room for the text fields and multipart framing on top of the image itself.
 _FORM_OVERHEAD = 64 * 1024
 
 # Fields the API reads; any other field is ignored, but these may appear once only.
-KNOWN_FIELDS = ("model", "image", "prompt", *SegmentOptions.model_fields)
+KNOWN_FIELDS = ("model", "image", "prompt", *SegmentRequest.VISUAL_FIELDS, *SegmentOptions.model_fields)
 
 
 @dataclass
@@ -138,15 +138,31 @@ async def _parse_form(request: Request, settings: Settings) -> ParsedBody:
                 body.upload = await value.read()
                 if len(body.upload) > settings.max_image_bytes:
                     raise _too_large(settings.max_image_bytes, "image")
-            elif value == "" and name in SegmentOptions.model_fields:
+            elif value == "" and (name in SegmentOptions.model_fields or name in SegmentRequest.VISUAL_FIELDS):
                 # An HTML form's blank input means "not given" (the default). Only in forms: in JSON
                 # an empty string is a value of the wrong kind and is refused like any other.
                 continue
+            elif name in SegmentRequest.VISUAL_FIELDS:
+                body.fields[name] = _json_field(name, value)  # a form carries them JSON-encoded
             else:
                 body.fields[name] = value
         return body
     finally:
         await form.close()
+
+
+def _json_field(name: str, value: str) -> Any:
+    """A visual-prompt field of a form body: JSON text such as `[[10, 20, 200, 240]]`."""
+    try:
+        # A text field is at most max_field_bytes, so its nesting is bounded; deeper than the
+        # interpreter allows is still only a client error.
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        raise InvalidParameterError(
+            f"`{name}` must be JSON in a form body, e.g. boxes=[[10, 20, 200, 240]], box_labels=[1, 0], "
+            f"points=[[120, 80]], box=[10, 20, 200, 240], multimask=true; got {value[:60]!r}.",
+            param=name,
+        ) from None
 
 
 async def _parse_json(request: Request, settings: Settings) -> ParsedBody:

@@ -146,7 +146,7 @@ def read_labels(value: Any, n: int, param: str, of: str) -> list[bool]:
         raise invalid(param, f"`{param}` must be a list of labels, 1 (positive) or 0 (negative).", value)
     if len(value) != n:
         raise invalid(param, f"`{param}` has {len(value)} labels for {n} {of}; give one label per entry, or none.")
-    if any(v not in (0, 1) or isinstance(v, float) for v in value):  # True/False == 1/0 and are accepted
+    if any(isinstance(v, (list, dict, str)) or v not in (0, 1) for v in value):  # true/false == 1/0: accepted
         raise invalid(param, f"`{param}` labels must be 1 (positive) or 0 (negative).", value)
     return [bool(v) for v in value]
 
