@@ -18,6 +18,8 @@ import base64
 import binascii
 import io
 import warnings
+from os import PathLike
+from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
@@ -125,6 +127,26 @@ def open_image(
                 param="image",
             )
     return img
+
+
+# What the in-process engine takes: what the SDK takes, but URLs (the engine does no network I/O).
+LocalImage = str | PathLike[str] | bytes | Image.Image | np.ndarray
+
+
+def read_image(image: LocalImage, settings: Settings | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of `image`. A path or encoded bytes are decoded within `settings`' limits
+    (pixels, aspect ratio), as an upload is; a PIL image or an array is taken as it is."""
+    if isinstance(image, (str, PathLike)):
+        if str(image).startswith(("http://", "https://", "data:")):
+            raise TypeError(
+                "the engine reads files, bytes, PIL images and arrays, not URLs: download the image first, "
+                "or send the URL to a server (segserve.Client)"
+            )
+        image = Path(image).expanduser().read_bytes()
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        cfg = settings or Settings.defaults()
+        return decode_image(bytes(image), max_pixels=cfg.max_image_pixels, max_aspect_ratio=cfg.max_aspect_ratio)
+    return to_rgb_array(image)
 
 
 def to_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from segserve.engine import openvino
 from segserve.engine.cache import LRUCache, image_key
@@ -39,7 +38,7 @@ from segserve.engine.postprocess import dedupe, detections_to_result, with_slack
 from segserve.engine.tracker import load_tracker
 from segserve.engine.visual import box_inputs, segment_object
 from segserve.errors import ModelLoadError
-from segserve.images import to_rgb_array
+from segserve.images import LocalImage, read_image
 from segserve.prompts import (
     MAX_TEXT_TOKENS,
     Concept,
@@ -184,17 +183,21 @@ class Sam3Segmenter:
     # --- inference -------------------------------------------------------------------------
     def segment(
         self,
-        image: Image.Image | np.ndarray,
-        concepts: Sequence[Concept | str] = (),
+        image: LocalImage,
+        concepts: str | Sequence[Concept | str] = (),
         options: SegmentOptions | None = None,
     ) -> SegmentationResult:
         """Every instance of every concept in `image`, sorted by confidence.
 
-        No concepts: segment everything, as `options.everything_mode` says ("grid" or "vocabulary").
+        `image`: a path, encoded bytes, a PIL image or an array, as the SDK takes (URLs excepted).
+        `concepts`: a prompt string ("dog, cat") or concepts; none (or an empty prompt): segment
+        everything, as `options.everything_mode` says ("grid" or "vocabulary").
         """
         options = options or SegmentOptions()
+        if isinstance(concepts, str):
+            concepts = parse_prompt(concepts, glossary=self.settings.glossary)
         wanted = as_concepts(concepts, self.settings.glossary)
-        rgb = to_rgb_array(image)
+        rgb = read_image(image, self.settings)
         with self._lock, torch.inference_mode():
             features = self.encode_image(rgb)
             if wanted:
@@ -206,12 +209,12 @@ class Sam3Segmenter:
             return self.segment_vocabulary(features, rgb, options)
 
     def segment_object(
-        self, image: Image.Image | np.ndarray, prompt: ObjectPrompt, options: SegmentOptions | None = None
+        self, image: LocalImage, prompt: ObjectPrompt, options: SegmentOptions | None = None
     ) -> SegmentationResult:
         """Interactive mode: the one object that `prompt`'s clicks and/or box point at, by the SAM 3
         tracker on this image's (cached) ViT features: a re-click on the same image runs no ViT."""
         options = options or SegmentOptions()
-        rgb = to_rgb_array(image)
+        rgb = read_image(image, self.settings)
         with self._lock, torch.inference_mode():
             return segment_object(self.grid, self.encode_image(rgb), rgb, prompt, options)
 
