@@ -26,6 +26,9 @@ _EXPORTS = {
     "SegserveError": "segserve.errors",
     "parse_prompt": "segserve.prompts",
     "Concept": "segserve.prompts",
+    "Box": "segserve.prompts",
+    "Point": "segserve.prompts",
+    "ObjectPrompt": "segserve.prompts",
     "SegmentRequest": "segserve.types",
 }
 

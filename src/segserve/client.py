@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,16 @@ from PIL import Image
 
 from segserve.errors import ERRORS_BY_CODE, InvalidRequestError, SegserveError
 from segserve.images import is_data_uri
+from segserve.prompts import Box, Concept, Point
 from segserve.settings import Settings
 from segserve.types import SegmentationResult
 
 __all__ = ["AsyncClient", "Client", "ServerUnreachableError"]
 
 ImageInput = str | PathLike | bytes | Image.Image | np.ndarray
+# Visual prompts: a `Box`/`Point`, or plain (x0, y0, x1, y1) / (x, y) numbers, in the image's pixels.
+BoxLike = Box | Sequence[float]
+PointLike = Point | Sequence[float]
 # A queued request may wait and run for the server's `request_timeout`: wait at least that long.
 DEFAULT_TIMEOUT = Settings.model_fields["request_timeout"].default
 _PATH = "/v1/images/segmentation"
@@ -102,7 +108,8 @@ def _build(
 
 def _multipart(fields: dict[str, Any], filename: str, data: bytes) -> dict[str, Any]:
     return {
-        "data": {k: str(v) for k, v in fields.items()},
+        # A form field is text: the visual prompts (lists, booleans) travel JSON-encoded.
+        "data": {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()},
         "files": {"image": (filename, data, "application/octet-stream")},
     }
 
@@ -143,6 +150,7 @@ def _options(
     max_segments: int | None,
     mask_format: str | None,
     everything_mode: str | None,
+    label_language: str | None = None,
 ) -> dict[str, Any]:
     return {
         "threshold": threshold,
@@ -150,7 +158,71 @@ def _options(
         "max_segments": max_segments,
         "mask_format": mask_format,
         "everything_mode": everything_mode,
+        "label_language": label_language,
     }
+
+
+def _visual(
+    boxes: Sequence[BoxLike] | None,
+    box_labels: Sequence[int | bool] | None,
+    concepts: Sequence[Concept | str | dict[str, Any]] | None,
+    points: Sequence[PointLike] | None,
+    point_labels: Sequence[int | bool] | None,
+    box: BoxLike | None,
+    multimask: bool | None,
+) -> dict[str, Any]:
+    """The visual-prompt fields of the wire format (README "Visual prompts"), None left out.
+
+    `Box`/`Point` objects carry their own label (`positive`); an explicit `box_labels`/`point_labels`
+    wins. Nothing is checked here: the server answers a bad value with a 400 naming the field.
+    """
+    fields: dict[str, Any] = {}
+    if boxes is not None:
+        fields["boxes"] = [_xyxy(b) for b in boxes]
+        labels = box_labels if box_labels is not None else _own_labels(boxes)
+        if labels is not None:
+            fields["box_labels"] = [int(v) for v in labels]
+    elif box_labels is not None:
+        fields["box_labels"] = [int(v) for v in box_labels]
+    if concepts is not None:
+        fields["concepts"] = [_concept(c) for c in concepts]
+    if points is not None:
+        fields["points"] = [[p.x, p.y] if isinstance(p, Point) else list(p) for p in points]
+        labels = point_labels if point_labels is not None else _own_labels(points)
+        if labels is not None:
+            fields["point_labels"] = [int(v) for v in labels]
+    elif point_labels is not None:
+        fields["point_labels"] = [int(v) for v in point_labels]
+    if box is not None:
+        fields["box"] = _xyxy(box)
+    if multimask is not None:
+        fields["multimask"] = bool(multimask)
+    return fields
+
+
+def _xyxy(box: BoxLike) -> list[float]:
+    return list(box.xyxy) if isinstance(box, Box) else list(box)
+
+
+def _own_labels(items: Sequence[Any]) -> list[bool] | None:
+    """The `positive` flags of `Box`/`Point` items, when any is negative (else the server's default)."""
+    flags = [getattr(item, "positive", True) for item in items]
+    return None if all(flags) else flags
+
+
+def _concept(concept: Concept | str | dict[str, Any]) -> dict[str, Any]:
+    """One entry of `concepts`: a `Concept` (text, label, exemplar boxes), a plain text, or a wire dict."""
+    if isinstance(concept, dict):
+        return concept
+    if isinstance(concept, str):
+        return {"text": concept}
+    entry: dict[str, Any] = {"label": concept.label}
+    if concept.text is not None:
+        entry["text"] = concept.text
+    if concept.boxes:
+        entry["boxes"] = [list(b.xyxy) for b in concept.boxes]
+        entry["box_labels"] = [int(b.positive) for b in concept.boxes]
+    return entry
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -180,14 +252,30 @@ class Client:
         image: ImageInput,
         prompt: str = "",
         *,
+        boxes: Sequence[BoxLike] | None = None,
+        box_labels: Sequence[int | bool] | None = None,
+        concepts: Sequence[Concept | str | dict[str, Any]] | None = None,
+        points: Sequence[PointLike] | None = None,
+        point_labels: Sequence[int | bool] | None = None,
+        box: BoxLike | None = None,
+        multimask: bool | None = None,
         threshold: float | None = None,
         mask_threshold: float | None = None,
         max_segments: int | None = None,
         mask_format: str | None = None,
         everything_mode: str | None = None,
+        label_language: str | None = None,
     ) -> SegmentationResult:
-        """Segment `image`; options left as None take the server's defaults."""
-        opts = _options(threshold, mask_threshold, max_segments, mask_format, everything_mode)
+        """Segment `image`; options left as None take the server's defaults. `label_language="zh"`
+        labels vocabulary-mode segments in Chinese; `result.concepts` says what each concept was read as.
+
+        Visual prompts, in the image's pixels (after EXIF orientation, origin top-left): `boxes`
+        (xyxy, `box_labels` 1/0) are exemplars of the prompt's one concept; `concepts` gives several,
+        each a `segserve.Concept(label, text, boxes=...)` (text None: exemplars only); `points`
+        (`point_labels`) and/or `box` segment one object (interactive mode), `multimask=True` for
+        the tracker's 3 candidates."""
+        opts = _options(threshold, mask_threshold, max_segments, mask_format, everything_mode, label_language)
+        opts.update(_visual(boxes, box_labels, concepts, points, point_labels, box, multimask))
         kwargs, picture = _build(self.model, image, prompt, opts)
         return _result(self._send("POST", _PATH, **kwargs), picture)
 
@@ -236,13 +324,23 @@ class AsyncClient:
         image: ImageInput,
         prompt: str = "",
         *,
+        boxes: Sequence[BoxLike] | None = None,
+        box_labels: Sequence[int | bool] | None = None,
+        concepts: Sequence[Concept | str | dict[str, Any]] | None = None,
+        points: Sequence[PointLike] | None = None,
+        point_labels: Sequence[int | bool] | None = None,
+        box: BoxLike | None = None,
+        multimask: bool | None = None,
         threshold: float | None = None,
         mask_threshold: float | None = None,
         max_segments: int | None = None,
         mask_format: str | None = None,
         everything_mode: str | None = None,
+        label_language: str | None = None,
     ) -> SegmentationResult:
-        opts = _options(threshold, mask_threshold, max_segments, mask_format, everything_mode)
+        """`Client.segment`, awaited."""
+        opts = _options(threshold, mask_threshold, max_segments, mask_format, everything_mode, label_language)
+        opts.update(_visual(boxes, box_labels, concepts, points, point_labels, box, multimask))
         kwargs, picture = _build(self.model, image, prompt, opts)
         return _result(await self._send("POST", _PATH, **kwargs), picture)
 
