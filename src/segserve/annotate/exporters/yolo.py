@@ -1,6 +1,6 @@
 """YOLO segmentation (`OUT/yolo/`): the layout Ultralytics' dataset loader reads.
 
-    yolo/data.yaml              path, train/val: images, names: {0: person, 1: helmet}
+    yolo/data.yaml              train/val: images, names: {0: person, 1: helmet}
     yolo/images/<key>           a symbolic link to the source image (a copy with images="copy")
     yolo/labels/<key stem>.txt  one line per instance: class index, then x y x y ... normalised to 0..1
 
@@ -51,7 +51,8 @@ def write_yolo(folder: Path, records: Iterable[Record], categories: list[str], *
     # JSON strings are valid YAML scalars: names with quotes or colons stay exact without a YAML library.
     names = "".join(f"  {i}: {json.dumps(name)}\n" for i, name in enumerate(categories))
     data_yaml = folder / "data.yaml"
-    write_text(data_yaml, f"path: {json.dumps(str(folder.resolve()))}\ntrain: images\nval: images\nnames:\n{names}")
+    # No `path:` key: Ultralytics then takes data.yaml's own folder, so the dataset can move as a whole.
+    write_text(data_yaml, f"train: images\nval: images\nnames:\n{names}")
     return data_yaml
 
 
