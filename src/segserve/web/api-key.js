@@ -16,6 +16,14 @@ els.apiKey.addEventListener("input", () => {
     /* ignore */
   }
 });
+// A key pasted with its scheme ("Bearer xyz", as copied from a curl line) is the key "xyz": the page
+// adds the scheme itself.
+els.apiKey.addEventListener("change", () => {
+  const bare = els.apiKey.value.trim().replace(/^bearer\s+/i, "").trim();
+  if (bare === els.apiKey.value) return;
+  els.apiKey.value = bare;
+  els.apiKey.dispatchEvent(new Event("input"));
+});
 els.toggleKey.addEventListener("click", () => {
   const show = els.apiKey.type === "password";
   els.apiKey.type = show ? "text" : "password";

@@ -12,7 +12,12 @@ import "./result-view.js";
 import "./segment-list.js";
 import "./picture.js";
 import "./downloads.js";
+import "./viewport.js";
+import "./server-status.js";
+import "./samples.js";
+import "./code-panel.js";
+import { counters } from "./layers.js";
 import { state } from "./state.js";
 
 // For tests and the curious: the current state, read-only use please.
-window.segserve = { state };
+window.segserve = { state, counters };

@@ -1,77 +1,91 @@
 // The downloads: the JSON answer, the overlay PNG, and cutouts (one PNG, or all of them in a ZIP).
-// Built in the page from what is drawn, so they match the picture without another request.
+// Built in the page from what is drawn, so they match the picture without another request; the
+// pictures at full resolution in a worker (download-worker.js), never on the page's thread.
 
 import { els } from "./elements.js";
-import { layerOptions } from "./picture.js";
-import { composeMaskLayer, cutoutPixels, drawLabels } from "./render.js";
+import { showError } from "./errors.js";
+import { lineWidthFor } from "./render.js";
 import { drawn, state } from "./state.js";
-import { makeZip } from "./zip.js";
 
 els.dlJson.addEventListener("click", () => {
   if (!state.result) return;
   saveBlob(new Blob([state.result.text], { type: "application/json" }), `${baseName()}-segments.json`);
 });
 
-els.dlOverlay.addEventListener("click", async () => {
-  const r = state.result;
-  if (!r || !r.readable) return;
-  const canvas = document.createElement("canvas");
-  canvas.width = r.width;
-  canvas.height = r.height;
-  const ctx = canvas.getContext("2d");
-  ctx.drawImage(els.imageLayer, 0, 0);
-  const segs = drawn();
-  const masks = document.createElement("canvas");
-  masks.width = r.width;
-  masks.height = r.height;
-  const pixels = composeMaskLayer(segs, r.width, r.height, layerOptions(null));
-  masks.getContext("2d").putImageData(new ImageData(pixels, r.width, r.height), 0, 0);
-  ctx.drawImage(masks, 0, 0);
-  if (els.showLabels.checked) drawLabels(ctx, segs, r.width, r.height);
-  saveBlob(await canvasToPng(canvas), `${baseName()}-overlay.png`);
+els.dlOverlay.addEventListener("click", () => {
+  if (!state.result || !state.result.readable) return;
+  runJob(els.dlOverlay, { job: "overlay", name: `${baseName()}-overlay.png`, labels: els.showLabels.checked }, drawn());
 });
 
-els.dlCutouts.addEventListener("click", async () => {
+els.dlCutouts.addEventListener("click", () => {
   const segs = drawn().filter((s) => s.crop.width > 0);
   if (!segs.length || !state.result.readable) return;
-  const files = [];
-  for (const s of segs) {
-    const blob = await cutoutPng(s);
-    files.push({ name: cutoutName(s), data: new Uint8Array(await blob.arrayBuffer()) });
-  }
-  saveBlob(new Blob([makeZip(files)], { type: "application/zip" }), `${baseName()}-cutouts.zip`);
+  runJob(els.dlCutouts, { job: "cutouts", zip: true, name: `${baseName()}-cutouts.zip` }, segs);
 });
 
-export async function downloadCutout(seg) {
+export function downloadCutout(seg, button) {
   if (!state.result || !state.result.readable || !seg.crop || !seg.crop.width) return;
-  saveBlob(await cutoutPng(seg), cutoutName(seg));
+  runJob(button, { job: "cutouts", zip: false }, [seg]);
 }
 
-/** The segment's box of the image, transparent outside the mask. */
-async function cutoutPng(seg) {
+/** Build a download at full resolution in a worker (download-worker.js), showing its progress on the
+ *  button that asked for it. */
+async function runJob(button, job, segs) {
+  if (button.dataset.busy) return;
   const r = state.result;
-  const { crop } = seg;
-  const canvas = document.createElement("canvas");
-  canvas.width = crop.width;
-  canvas.height = crop.height;
-  const rgba = cutoutPixels(r.pixels, r.width, crop);
-  canvas.getContext("2d").putImageData(new ImageData(rgba, crop.width, crop.height), 0, 0);
-  return canvasToPng(canvas);
+  const label = button.innerHTML;
+  button.dataset.busy = "1";
+  button.setAttribute("aria-busy", "true");
+  const show = (fraction) => {
+    if (button.classList.contains("btn-icon")) return; // the row's icon button keeps its icon
+    button.textContent = `${button.dataset.title || "Preparing"} ${Math.round(fraction * 100)}%`;
+  };
+  button.dataset.title = button.textContent.replace(/\s*\(\d+\)$/, "");
+  show(0);
+  const worker = new Worker(new URL("./download-worker.js", import.meta.url), { type: "module" });
+  try {
+    const img = state.image;
+    const resize = img.naturalWidth !== r.width || img.naturalHeight !== r.height;
+    const bitmap = await createImageBitmap(img, resize ? { resizeWidth: r.width, resizeHeight: r.height, resizeQuality: "high" } : {});
+    const scale = state.layers ? r.width / state.layers.dw : 1;
+    const segments = segs.map((s) => {
+      const layer = state.layers && state.layers.byIndex.get(s.index);
+      const anchor = layer ? [layer.anchor[0] * scale, layer.anchor[1] * scale] : [s.bbox[0], s.bbox[1]];
+      return { index: s.index, id: s.id, label: s.label, confidence: s.confidence, counts: s.counts, color: s.color, anchor, name: cutoutName(s) };
+    });
+    const message = {
+      ...job,
+      bitmap,
+      width: r.width,
+      height: r.height,
+      segments,
+      opacity: Number(els.opacity.value),
+      outline: els.showOutline.checked,
+      lineWidth: lineWidthFor(r.width, r.height),
+    };
+    const files = await new Promise((resolve, reject) => {
+      worker.onmessage = ({ data }) => {
+        if (data.progress != null) show(data.progress);
+        else if (data.error) reject(new Error(data.error));
+        else resolve(data.files);
+      };
+      worker.onerror = (e) => reject(new Error(e.message || "the download worker failed"));
+      worker.postMessage(message, [bitmap]);
+    });
+    for (const f of files) saveBlob(f.blob, f.name);
+  } catch (err) {
+    showError({ title: "Download failed", message: String(err.message || err) });
+  } finally {
+    worker.terminate();
+    button.innerHTML = label;
+    delete button.dataset.busy;
+    button.removeAttribute("aria-busy");
+  }
 }
 
 function cutoutName(seg) {
   const label = seg.label.replace(/[^\p{L}\p{N}_-]+/gu, "-").replace(/^-+|-+$/g, "") || "segment";
   return `${baseName()}-${String(seg.id).padStart(2, "0")}-${label}.png`;
-}
-
-/** PNG of a canvas, encoded now. (`toBlob` / `convertToBlob` may be put off by the browser until the
- *  page is idle, which in a background or headless tab is a second or more per image.) */
-function canvasToPng(canvas) {
-  const url = canvas.toDataURL("image/png");
-  const bin = atob(url.slice(url.indexOf(",") + 1));
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  return new Blob([bytes], { type: "image/png" });
 }
 
 function saveBlob(blob, name) {

@@ -20,7 +20,7 @@ els.prompt.addEventListener("keydown", (e) => {
 document.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) run();
 });
-function updateChips() {
+export function updateChips() {
   for (const chip of document.querySelectorAll(".chip")) {
     chip.classList.toggle("active", chip.dataset.prompt === els.prompt.value.trim());
   }

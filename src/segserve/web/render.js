@@ -3,6 +3,9 @@
 
 const GOLDEN = 0.618033988749895;
 
+// Tags' font: the system's UI font, then fonts with CJK glyphs (labels may be Chinese: 人, 安全帽).
+export const TAG_FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans CJK SC", "Noto Sans SC", "Microsoft YaHei", "PingFang SC", sans-serif';
+
 /** Python's colorsys.hsv_to_rgb, step for step, so that the results are bit-identical. */
 function hsvToRgb(h, s, v) {
   if (s === 0) return [v, v, v];
@@ -107,7 +110,7 @@ export function drawLabels(ctx, segments, width, height, fontSize = null) {
   const size = fontSize || Math.max(12, Math.round(Math.max(width, height) / 45));
   const pad = Math.max(2, Math.round(size / 4));
   ctx.save();
-  ctx.font = `600 ${size}px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif`;
+  ctx.font = `600 ${size}px ${TAG_FONT}`;
   ctx.textBaseline = "top";
   // Lowest confidence first, so the best segments' tags end up on top.
   for (const seg of [...segments].reverse()) {

@@ -3,7 +3,8 @@
 
 import { els } from "./elements.js";
 import { describeApiError, hideError, showError } from "./errors.js";
-import { showResult } from "./result-view.js";
+import { updateCode } from "./code-panel.js";
+import { revealResult, showResult } from "./result-view.js";
 import { state } from "./state.js";
 
 const ENDPOINT = "/v1/images/segmentation";
@@ -32,17 +33,31 @@ export async function run() {
   ]) {
     if (input.value.trim() !== "") form.append(field, input.value.trim());
   }
+  const concepts = String(form.get("prompt") || "").split(/[,，、;；]/).filter((c) => c.trim()).length;
+  if (state.limits && concepts > state.limits.max_concepts) {
+    showError({
+      title: "Too many concepts",
+      message: `The prompt has ${concepts} concepts; this server takes up to ${state.limits.max_concepts} per request.`,
+      hint: "Split it over several runs.",
+    });
+    return;
+  }
+  state.lastRequest = { source: state.source, fields: [...form.entries()].filter(([k]) => k !== "image").map(([k, v]) => [k, String(v)]) };
+  updateCode();
   const headers = {};
-  const key = els.apiKey.value.trim();
+  const key = apiKey();
   if (key) headers.Authorization = `Bearer ${key}`;
 
   const controller = new AbortController();
   state.controller = controller;
   const source = state.source;
+  let answered = false;
   setBusy(true);
   try {
+    const started = performance.now();
     const res = await fetch(ENDPOINT, { method: "POST", headers, body: form, signal: controller.signal });
     const text = await res.text();
+    showTiming(res, performance.now() - started);
     let json = null;
     try {
       json = JSON.parse(text);
@@ -51,6 +66,7 @@ export async function run() {
     }
     if (!res.ok) {
       showError(describeApiError(res, json, text));
+      if (res.status === 401) flagKey();
       return;
     }
     if (!json || !Array.isArray(json.segments)) {
@@ -59,6 +75,7 @@ export async function run() {
     }
     if (state.source !== source) return; // the image changed meanwhile
     showResult(json, text);
+    answered = true;
   } catch (err) {
     if (err.name === "AbortError") {
       showError({ title: "Cancelled", message: "The request was cancelled; the server may still finish it.", level: "info" });
@@ -74,7 +91,34 @@ export async function run() {
   } finally {
     state.controller = null;
     setBusy(false);
+    // After the progress bar above has gone, so that the heading stays where it is scrolled to.
+    if (answered && state.source === source) revealResult();
   }
+}
+
+/** The key as typed, less a pasted "Bearer " scheme (the page adds its own). */
+function apiKey() {
+  return els.apiKey.value.trim().replace(/^bearer\s+/i, "").trim();
+}
+
+/** After a 401: the key field, focused and marked, until it is edited. */
+function flagKey() {
+  els.apiKey.setAttribute("aria-invalid", "true");
+  els.apiKey.classList.add("invalid");
+  els.apiKey.focus();
+}
+els.apiKey.addEventListener("input", () => {
+  els.apiKey.removeAttribute("aria-invalid");
+  els.apiKey.classList.remove("invalid");
+});
+
+/** "Server 412 ms · total 530 ms": the server's share from its Server-Timing header, and the whole trip. */
+function showTiming(res, totalMs) {
+  const match = /(?:^|,)\s*app;dur=([\d.]+)/.exec(res.headers.get("Server-Timing") || "");
+  const fmt = (ms) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`);
+  els.timing.textContent = match ? `Server ${fmt(Number(match[1]))} · total ${fmt(totalMs)}` : `Total ${fmt(totalMs)}`;
+  els.timing.title = "Server: the time segserve spent (its Server-Timing header); total: as seen by this page, upload and download included";
+  els.timing.hidden = false;
 }
 
 function setBusy(busy) {

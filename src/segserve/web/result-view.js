@@ -2,11 +2,12 @@
 // image layer, the notice under it, the placeholder, and the view controls.
 
 import { els } from "./elements.js";
+import { runsOf } from "./layers.js";
 import { scheduleDraw } from "./picture.js";
-import { segmentColor } from "./render.js";
-import { rleToCrop } from "./rle.js";
+import { countLabels, segmentColor } from "./render.js";
 import { renderList } from "./segment-list.js";
 import { state } from "./state.js";
+import { fitPicture } from "./viewport.js";
 
 export function showResult(json, text) {
   const segs = json.segments;
@@ -15,31 +16,36 @@ export function showResult(json, text) {
   const height = sized ? sized.mask.size[0] : img ? img.naturalHeight : 0;
   const width = sized ? sized.mask.size[1] : img ? img.naturalWidth : 0;
   const segments = segs.map((s, index) => {
-    const crop = s.mask && typeof s.mask.counts === "string" ? rleToCrop(s.mask.counts, height, width) : null;
-    return {
+    const seg = {
       index,
       id: s.id ?? index + 1,
       label: String(s.label ?? ""),
       confidence: Number(s.confidence) || 0,
       bbox: Array.isArray(s.bbox) ? s.bbox.map(Number) : [0, 0, 0, 0],
-      crop,
-      area: crop ? crop.area : null,
+      counts: s.mask && typeof s.mask.counts === "string" ? s.mask.counts : null,
+      crop: null,
+      area: null,
       color: segmentColor(index),
       visible: true,
     };
+    if (seg.counts) {
+      // The area from the runs (the ones' lengths), the box from the answer: no mask is unpacked here.
+      const runs = runsOf(seg);
+      let area = 0;
+      for (let i = 1; i < runs.length; i += 2) area += runs[i];
+      seg.area = Math.min(area, width * height);
+      const [x1, y1, x2, y2] = seg.bbox;
+      seg.crop = { x: x1, y: y1, width: Math.max(0, x2 - x1), height: Math.max(0, y2 - y1) };
+    }
+    return seg;
   });
-  state.result = { text, json, width, height, segments, pixels: null, readable: false };
+  state.result = { text, json, width, height, segments, readable: false };
   state.hover = null;
+  state.layers = null;
 
-  // The image layer, at the masks' resolution.
-  for (const c of [els.imageLayer, els.maskLayer, els.labelLayer]) {
-    c.width = width;
-    c.height = height;
-  }
-  const ctx = els.imageLayer.getContext("2d", { willReadFrequently: true });
   const notes = [];
+  fitPicture(img, width, height);
   if (img) {
-    ctx.drawImage(img, 0, 0, width, height);
     if (img.naturalWidth !== width || img.naturalHeight !== height) {
       notes.push(
         `The browser shows this image at ${img.naturalWidth} × ${img.naturalHeight}, the server read it at ` +
@@ -47,29 +53,33 @@ export function showResult(json, text) {
       );
     }
     try {
-      state.result.pixels = ctx.getImageData(0, 0, width, height).data;
+      els.imageLayer.getContext("2d").getImageData(0, 0, 1, 1); // throws when another host's image taints it
       state.result.readable = true;
     } catch {
       notes.push("The image's host does not allow reading its pixels, so cutouts and the overlay PNG are off. Upload the file to get them.");
     }
   } else {
-    ctx.fillStyle = "#d9dde3";
-    ctx.fillRect(0, 0, width, height);
     notes.push("The browser cannot display this image, so masks are shown on grey and cutouts are off.");
   }
   if (segments.length && segments.every((s) => !s.crop)) notes.push("This answer has no masks (boxes only).");
   showNotice(notes.join(" "));
 
-  els.placeholder.hidden = true;
-  els.stack.hidden = false;
   els.viewControls.hidden = false;
   els.dlJson.disabled = false;
   els.toggleAll.disabled = segments.length === 0;
   els.toggleAll.checked = true;
   renderList();
   scheduleDraw();
-  // On a phone the picture is below the form: bring it into view.
-  if (window.matchMedia("(max-width: 859px)").matches) els.summary.scrollIntoView({ behavior: "smooth", block: "start" });
+  const counts = countLabels(segments).map(([label, n]) => `${label} ${n}`).join(", ");
+  const found = `${segments.length} segment${segments.length === 1 ? "" : "s"} found`;
+  els.stack.setAttribute("aria-label", segments.length ? `The image with ${found}: ${counts}` : `The image; ${found}`);
+  els.announce.textContent = segments.length ? `${found}: ${counts}.` : `${found}.`;
+}
+
+/** On a phone the picture is below the form: bring the result's heading to the top of the screen.
+ *  Called once the page's layout has settled after a run (the progress bar above it gone). */
+export function revealResult() {
+  if (window.matchMedia("(max-width: 859px)").matches) els.summary.scrollIntoView({ block: "start" });
 }
 
 export function clearResult() {
@@ -85,6 +95,10 @@ export function clearResult() {
   els.tooltip.hidden = true;
   for (const b of [els.dlJson, els.dlOverlay, els.dlCutouts]) b.disabled = true;
   els.dlCutouts.textContent = "Cutouts .zip";
+  els.timing.hidden = true;
+  els.announce.textContent = "";
+  state.layers = null;
+  for (const c of [els.maskLayer, els.labelLayer]) c.getContext("2d").clearRect(0, 0, c.width, c.height);
   showNotice("");
 }
 
@@ -103,15 +117,7 @@ export function showPlaceholder(message) {
 
 export function drawPreview() {
   const img = state.image;
-  const w = img.naturalWidth;
-  const h = img.naturalHeight;
-  for (const c of [els.imageLayer, els.maskLayer, els.labelLayer]) {
-    c.width = w;
-    c.height = h;
-  }
-  els.imageLayer.getContext("2d").drawImage(img, 0, 0);
-  els.placeholder.hidden = true;
-  els.stack.hidden = false;
+  fitPicture(img, img.naturalWidth, img.naturalHeight);
 }
 
 function showNotice(text) {

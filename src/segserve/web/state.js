@@ -12,6 +12,11 @@ export const state = {
   controller: null,
   timer: null,
   drawQueued: false,
+  imageSize: null, // { width, height }: the image's pixel grid (the masks' size once answered); viewport.js
+  imageSource: null, // what the image layer is drawn from (the decoded image), or null for grey
+  layers: null, // the masks at the shown size, built once per answer and size (layers.js)
+  lastRequest: null, // { source, fields: [[name, value]] } of the last request sent, for the code panel
+  limits: null, // the server's upload limits from /readyz, once known (server-status.js)
 };
 
 /** Segments that pass the confidence slider (listed), and those of them that are checked (drawn). */
