@@ -2,6 +2,8 @@
 
     segserve segment photo.jpg -p "person, dog" --json out.json --cutout cutouts/ --overlay overlay.png
     segserve segment photo.jpg -p person --server http://localhost:8000 --api-key KEY
+    segserve segment photo.jpg -p helmet --box 10,20,200,240 --negative-box 300,20,380,120
+    segserve segment photo.jpg --point 120,80 --multimask
     segserve serve --port 8000 --api-key KEY
 
 Each command imports only what it needs: `--help` loads neither torch nor FastAPI, and `segment`
@@ -19,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from segserve.annotate.cli import add_annotate, run_annotate
+from segserve.cli_prompts import FLAG_OF_FIELD, add_visual_flags, visual_fields
 from segserve.errors import InvalidParameterError, InvalidPromptError, SegserveError
-from segserve.settings import EVERYTHING_MODES, LOG_LEVELS, MASK_FORMATS, Settings
+from segserve.prompts.lexicon import GlossaryError
+from segserve.settings import EVERYTHING_MODES, LABEL_LANGUAGES, LOG_LEVELS, MASK_FORMATS, Settings
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -94,8 +98,15 @@ def _add_segment(sub: Any) -> None:
         help="with no prompt: grid (SAM-style, label 'object') or vocabulary (COCO labels) "
         + _default("everything_mode"),
     )
+    seg.add_argument(
+        "--label-language",
+        choices=LABEL_LANGUAGES,
+        default=None,
+        help="language of vocabulary-mode labels: en or zh (Chinese) " + _default("label_language"),
+    )
     seg.add_argument("--server", default=None, metavar="URL", help="use a running segserve server instead")
     seg.add_argument("--api-key", default=None, help="bearer token for --server (default: SEGSERVE_API_KEY)")
+    add_visual_flags(seg)
     seg.set_defaults(func=cmd_segment)
 
 
@@ -204,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InvalidParameterError, InvalidPromptError) as exc:
         print(f"segserve {args.command}: error: {_flag(exc.param)}{exc.message}", file=sys.stderr)
         return EXIT_USAGE
+    except GlossaryError as exc:  # SEGSERVE_GLOSSARY names a file with bad lines: the setting is wrong
+        print(f"segserve {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except SegserveError as exc:
         print(f"segserve {args.command}: error: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
@@ -213,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _flag(param: str | None) -> str:
     """`--mask-threshold: ` for a field name, so the message points at what to change."""
+    if param in FLAG_OF_FIELD:  # a visual-prompt field: the flag that sets it
+        return f"{FLAG_OF_FIELD[param]}: "
     return f"--{param.replace('_', '-')}: " if param else ""
 
 
@@ -233,6 +249,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 # --- segment ---------------------------------------------------------------------------------
 def cmd_segment(args: argparse.Namespace) -> int:
+    from segserve.prompts import parse_prompt
     from segserve.types import SegmentRequest
 
     settings = load_settings(model=args.model, device=args.device)
@@ -242,11 +259,22 @@ def cmd_segment(args: argparse.Namespace) -> int:
         "max_segments": args.max_segments,
         "mask_format": args.mask_format,
         "everything_mode": args.everything_mode,
+        "label_language": args.label_language,
     }
-    # Checked here, before any model loads, whichever way the image is segmented.
-    request = SegmentRequest.resolve(settings, prompt=args.prompt, **options)
+    try:
+        visual = visual_fields(args)  # --box, --point, ...: the wire format's fields
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(str(exc)) from None
+    # Checked here, before any model loads, whichever way the image is segmented. A server reads
+    # Chinese concepts with its own glossary: only a local run translates them here.
     if args.server:
-        result = _segment_remote(args, settings, options)
+        limits = {"max_concepts": settings.max_concepts, "max_concept_chars": settings.max_concept_chars}
+        parse_prompt(args.prompt, **limits, translate=False)
+        request = SegmentRequest.resolve(settings, **visual, **options)
+    else:
+        request = SegmentRequest.resolve(settings, prompt=args.prompt, **visual, **options)
+    if args.server:
+        result = _segment_remote(args, settings, {**options, **visual})
     else:
         result = _segment_local(args, settings, request)
 
@@ -276,7 +304,10 @@ def _segment_local(args: argparse.Namespace, settings: Settings, request: Any) -
     )
     from segserve.engine.sam3 import Sam3Segmenter  # torch: only once the command line is known good
 
+    request.check_inside(image.shape[:2])  # boxes and points within the image, before the model loads
     segmenter = Sam3Segmenter.from_settings(settings)
+    if request.object_prompt is not None:  # --point / --multimask / --object: one object, by the tracker
+        return segmenter.segment_object(image, request.object_prompt, request.options)
     return segmenter.segment(image, request.concepts, request.options)
 
 

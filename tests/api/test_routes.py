@@ -19,6 +19,8 @@ from api_support import (
     upload,
 )
 
+from segserve.types import ConceptText
+
 URL = "https://images.example/x.png"  # never fetched: the rows using it fail before any fetch
 
 
@@ -244,9 +246,13 @@ def test_wire_json_is_exactly_the_results_to_dict(bright):
 
     with app_client(bright) as c:
         data = png()
-        r = upload(c, data, prompt="a, b")
-        expected = bright.segment(decode_image(data), ["a", "b"]).to_dict("rle")
-        assert r.json() == json.loads(json.dumps(expected))
+        r = upload(c, data, prompt="a, 人")
+        result = bright.segment(decode_image(data), ["a", "人"])
+        # The route reports what each concept was read as, whatever the segmenter says (this fake: nothing).
+        assert result.concepts == ()
+        result.concepts = (ConceptText("a", "a"), ConceptText("人", "person"))
+        assert r.json() == json.loads(json.dumps(result.to_dict("rle")))
+        assert r.json()["concepts"] == [{"label": "a", "text": "a"}, {"label": "人", "text": "person"}]
 
 
 def test_metrics_are_open_unless_the_operator_asks_for_a_key():

@@ -23,6 +23,7 @@ from segserve.api.middleware import RequestContextMiddleware
 from segserve.api.routes import WEB_DIR, router
 from segserve.api.state import AppState, decode_slots
 from segserve.engine.base import Segmenter
+from segserve.prompts.lexicon import get_lexicon
 from segserve.settings import Settings
 
 log = logging.getLogger("segserve.api")
@@ -53,7 +54,8 @@ def _serve_docs_offline(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings, segmenter: Segmenter | None = None) -> FastAPI:
-    """The app. Raises `NoAPIKeyError` when no API key is configured and `settings.no_auth` is off."""
+    """The app. Raises `NoAPIKeyError` when no API key is configured and `settings.no_auth` is off, and
+    `GlossaryError` (every bad line, numbered) when `settings.glossary` cannot be used."""
     keys = settings.api_key_list()
     if not keys and not settings.no_auth:
         raise NoAPIKeyError(
@@ -62,6 +64,7 @@ def create_app(settings: Settings, segmenter: Segmenter | None = None) -> FastAP
         )
     if not keys:
         log.warning("authentication is OFF (--no-auth): anyone who can reach this port can use the API")
+    get_lexicon(settings.glossary)  # the Chinese lexicon + glossary: a bad glossary stops the start, not a request
     state = AppState(settings, segmenter, KeyChecker(keys))
 
     @contextlib.asynccontextmanager

@@ -4,6 +4,7 @@ the header timeout and connection cap of api/protocol.py.
 uvicorn handles
 SIGTERM/SIGINT: it stops accepting connections, lets running requests finish for up to
 `shutdown_grace` seconds, runs the app's shutdown (the inference threads end), and exits 0.
+SIGHUP re-reads the Chinese glossary (`SEGSERVE_GLOSSARY`), keeping the old one if the new has errors.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ def run(settings: Settings, *, log_level: str = "info", app: Any = None, http: s
 
     from segserve.api.app import NoAPIKeyError, create_app
     from segserve.api.protocol import protocol_class
+    from segserve.prompts.lexicon import GlossaryError
 
     if app is None:
         try:
             app = create_app(settings)
-        except NoAPIKeyError as exc:
+        except (NoAPIKeyError, GlossaryError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     config = uvicorn.Config(
@@ -70,12 +72,29 @@ def run(settings: Settings, *, log_level: str = "info", app: Any = None, http: s
     # for by SIGTERM that completed gracefully is a success (exit 0) for Docker, systemd and k8s.
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None) if in_main else None
+    previous_hup = _reload_glossary_on_sighup(settings) if in_main else None
     try:
         server.run()
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
+            if previous_hup is not None:
+                signal.signal(signal.SIGHUP, previous_hup)
     if state is not None and state.load_error is not None and settings.exit_on_load_error:
         return 1
     # uvicorn exits the process itself when it cannot bind; reaching here means a clean stop.
     return 0 if server.started else 1
+
+
+def _reload_glossary_on_sighup(settings: Settings) -> Any:
+    """SIGHUP re-reads `settings.glossary` (on bad lines the old one stays, the errors are logged).
+    Returns the handler it replaced; None where there is no SIGHUP (Windows) or no glossary."""
+    if settings.glossary is None or not hasattr(signal, "SIGHUP"):
+        return None
+    from segserve.prompts.lexicon import reload_glossary
+
+    def on_hup(signum: int, frame: Any) -> None:
+        # On a thread: the handler interrupts the event loop's thread, which may hold the lexicon's lock.
+        threading.Thread(target=reload_glossary, args=(settings.glossary,), name="glossary-reload").start()
+
+    return signal.signal(signal.SIGHUP, on_hup)

@@ -65,11 +65,15 @@ LOCATIVES = {
 }  # fmt: skip
 CONJUNCTIONS = {"和": "and", "与": "and", "跟": "and", "及": "and", "以及": "and", "或": "or", "或者": "or"}
 CONNECTORS = frozenset(FILLERS | DE | set(VERBS) | set(PLACE_VERBS) | set(LOCATIVES) | set(CONJUNCTIONS))
-# A composed concept stays a short phrase, well inside the text encoder's 32 tokens (one per common
-# English word in CLIP's BPE); the engine truncates at 32 whatever comes.
+# A composed concept must stay a short phrase, well inside the text encoder's 32 tokens (CLIP's BPE
+# gives a common English word one token); a longer one is refused rather than cut.
 MAX_COMPOSED_WORDS = 12
 
 log = logging.getLogger("segserve.prompts")
+
+
+class TooLongError(ValueError):
+    """A Chinese concept whose English is longer than a short phrase."""
 
 
 class UnknownWordsError(ValueError):
@@ -215,30 +219,39 @@ def _compose(items: list[tuple[str, str]]) -> str:
     items = [it for it in items if not (it[0] == "conn" and it[1] in FILLERS)]
     segments: list[list[tuple[str, str]]] = [[]]
     for item in items:
-        if item == ("conn", "的") or (item[0] == "conn" and item[1] in DE):
+        if item[0] == "conn" and item[1] in DE:
             segments.append([])
         else:
             segments[-1].append(item)
     segments = [s for s in segments if s]
     if not segments:
         return ""
+    *modifiers, head = segments
+    # In the head, the noun comes before any verb (工人戴安全帽): what follows are clauses.
+    head, *head_clauses = _at_verbs(head)
     before: list[str] = []
     after: list[str] = []
-    *modifiers, head = segments
-    # A verb inside the head (工人戴安全帽): the noun before it, the clause after it.
-    for i, (kind, value) in enumerate(head):
-        if i > 0 and kind == "conn" and (value in VERBS or value in PLACE_VERBS):
-            head, rest = head[:i], head[i:]
-            modifiers.append(rest)
-            break
-    for segment in modifiers:
-        clause = _clause(segment)
+    for part in [p for segment in modifiers for p in _at_verbs(segment)]:
+        clause = _clause(part)
         if clause is None:
-            before.append(_phrase(segment))
+            before.append(_phrase(part))
         else:
             after.append(clause)
+    after += [_clause(part) or _phrase(part) for part in head_clauses]
     words = " ".join(w for w in [*before, _phrase(head), *after] if w).split()
-    return " ".join(words[:MAX_COMPOSED_WORDS])
+    if len(words) > MAX_COMPOSED_WORDS:
+        raise TooLongError(" ".join(words))
+    return " ".join(words)
+
+
+def _at_verbs(segment: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """`segment` cut before each verb: 戴安全帽穿背心 -> 戴安全帽, 穿背心 (each verb starts a clause)."""
+    parts: list[list[tuple[str, str]]] = [[]]
+    for kind, value in segment:
+        if kind == "conn" and (value in VERBS or value in PLACE_VERBS) and parts[-1]:
+            parts.append([])
+        parts[-1].append((kind, value))
+    return parts
 
 
 def _clause(segment: list[tuple[str, str]]) -> str | None:
@@ -292,6 +305,12 @@ def resolve_texts(labels: Sequence[str], glossary: Path | str | None = None, *, 
         except UnknownWordsError as exc:
             unknown[label] = exc.words
             texts.append(label)
+        except TooLongError as exc:
+            raise InvalidPromptError(
+                f"The concept {label!r} reads as {exc} ({len(str(exc).split())} words); at most "
+                f"{MAX_COMPOSED_WORDS} fit the model's text encoder. Describe the object in fewer words.",
+                param=param,
+            ) from None
     if unknown:
         which = "; ".join(f"{', '.join(words)} (in {label!r})" for label, words in unknown.items())
         raise InvalidPromptError(
