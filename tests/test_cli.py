@@ -101,8 +101,8 @@ try:
     code = main(sys.argv[1:])
 except SystemExit as exc:  # --help exits through argparse
     code = exc.code
-print(json.dumps({"code": code, "torch": "torch" in sys.modules, "fastapi": "fastapi" in sys.modules}),
-      file=sys.stderr)
+heavy = ("torch", "fastapi", "jieba", "opencc")
+print(json.dumps({"code": code, **{name: name in sys.modules for name in heavy}}), file=sys.stderr)
 """
 
 
@@ -117,7 +117,8 @@ def _base_install(*args: str) -> tuple[subprocess.CompletedProcess, dict]:
 @pytest.mark.parametrize("argv", [["--help"], ["segment", "--help"], ["serve", "--help"]])
 def test_help_loads_neither_torch_nor_the_server(argv):
     proc, seen = _base_install(*argv)
-    assert seen == {"code": 0, "torch": False, "fastapi": False}, proc.stderr
+    # jieba's dictionary alone takes ~1 s to load: it waits for the first Chinese prompt.
+    assert seen == {"code": 0, "torch": False, "fastapi": False, "jieba": False, "opencc": False}, proc.stderr
     assert "usage: segserve" in proc.stdout
 
 
@@ -173,3 +174,30 @@ def torch_has_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+# --- Chinese prompts ------------------------------------------------------------------------------
+def test_unknown_chinese_words_say_which_and_how_to_add_them(photo):
+    proc = _run(["segment", str(photo), "-p", "人, 魔法车", "--model", "/nonexistent/sam3"])
+    assert proc.returncode == 2  # refused before any model loads
+    assert "--prompt: Unknown Chinese words: 魔法" in proc.stderr and "SEGSERVE_GLOSSARY" in proc.stderr
+
+
+def test_a_bad_glossary_is_a_usage_error_naming_its_lines(photo, tmp_path):
+    glossary = tmp_path / "glossary.tsv"
+    glossary.write_text("魔法车\tmagic car\n魔法车 magic car\n", encoding="utf-8")
+    argv = ["segment", str(photo), "-p", "魔法车", "--model", "/nonexistent/sam3"]
+    proc = _run(argv, SEGSERVE_GLOSSARY=str(glossary))
+    assert proc.returncode == 2 and "SEGSERVE_GLOSSARY" in proc.stderr and "line 2:" in proc.stderr
+
+
+def test_chinese_prompt_runs_with_chinese_labels_in_the_json(tiny_model_path, photo, tmp_path):
+    glossary = tmp_path / "glossary.tsv"
+    glossary.write_text("魔法车\tmagic car\n", encoding="utf-8")
+    out = tmp_path / "out.json"
+    argv = ["segment", str(photo), "-p", "人，魔法车", "--model", str(tiny_model_path), "--threshold", "0"]
+    proc = _run([*argv, "--max-segments", "4", "--json", str(out)], SEGSERVE_GLOSSARY=str(glossary))
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(out.read_text())
+    assert answer["concepts"] == [{"label": "人", "text": "person"}, {"label": "魔法车", "text": "magic car"}]
+    assert {seg["label"] for seg in answer["segments"]} <= {"人", "魔法车"}
