@@ -17,6 +17,7 @@ import "./server-status.js";
 import "./samples.js";
 import "./code-panel.js";
 import { counters } from "./layers.js";
+import "./visual-prompts.js";
 import { state } from "./state.js";
 
 // For tests and the curious: the current state, read-only use please.

@@ -3,6 +3,7 @@
 
 import { els } from "./elements.js";
 import { describeApiError, hideError, showError } from "./errors.js";
+import { visualFields } from "./prompt-fields.js";
 import { updateCode } from "./code-panel.js";
 import { revealResult, showResult } from "./result-view.js";
 import { state } from "./state.js";
@@ -12,18 +13,31 @@ const ENDPOINT = "/v1/images/segmentation";
 const SLOW_AFTER_S = 8;
 
 els.run.addEventListener("click", run);
-els.cancel.addEventListener("click", () => state.controller && state.controller.abort());
+els.cancel.addEventListener("click", () => {
+  state.rerun = false;
+  if (state.controller) state.controller.abort();
+});
 
 export async function run() {
-  if (state.controller) return; // already running
+  if (state.controller) {
+    // A change made while a request runs (another click on the picture) is sent once it is answered.
+    state.rerun = true;
+    return;
+  }
   hideError();
   if (!state.source) {
     showError({ title: "No image yet", message: "Choose an image file, drop or paste one, or enter its URL." });
     return;
   }
+  const visual = visualFields(state.visual, els.prompt.value);
+  if (visual.error) {
+    showError(visual.error);
+    return;
+  }
   const form = new FormData();
   form.append("model", els.model.value.trim() || "sam3");
-  form.append("prompt", els.prompt.value);
+  form.append("prompt", visual.prompt);
+  for (const [field, value] of visual.fields) form.append(field, value);
   if (state.source.kind === "file") form.append("image", state.source.file, state.source.name);
   else form.append("image", state.source.url);
   for (const [field, input] of [
@@ -93,6 +107,10 @@ export async function run() {
     setBusy(false);
     // After the progress bar above has gone, so that the heading stays where it is scrolled to.
     if (answered && state.source === source) revealResult();
+    if (state.rerun) {
+      state.rerun = false;
+      run();
+    }
   }
 }
 

@@ -17,6 +17,9 @@ export const state = {
   layers: null, // the masks at the shown size, built once per answer and size (layers.js)
   lastRequest: null, // { source, fields: [[name, value]] } of the last request sent, for the code panel
   limits: null, // the server's upload limits from /readyz, once known (server-status.js)
+  tool: "none", // what a press on the picture draws: "none" | "box" | "point"; a drag pans only at "none"
+  visual: null, // the visual prompts: { mode, boxes, points, box } (visual-prompts.js, prompt-fields.js)
+  rerun: false, // a run was asked for while one was in flight: send it once that one is answered
 };
 
 /** Segments that pass the confidence slider (listed), and those of them that are checked (drawn). */
