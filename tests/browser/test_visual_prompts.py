@@ -214,13 +214,20 @@ def test_exemplar_boxes_drawn_with_the_mouse(
 
 
 def _docs_picture(page: Page, artifacts_dir: Path) -> None:
-    """The README's picture: the astronaut with one exemplar drawn and its answer."""
+    """The README's picture: the astronaut, an exemplar box drawn around her face, and the answer
+    (three masks at most, so that the box stays in view)."""
     page.fill("#prompt", "")
-    _, body = _answered(page, lambda: _drag(page, (170, 20), (350, 220)))
+    page.click(".advanced summary")
+    page.fill("#opt-max-segments", "3")
+    _, body = _answered(page, lambda: _drag(page, (175, 25), (340, 215)))
     _assert_shown(page, body)
+    page.evaluate(
+        "() => { const s = document.getElementById('opacity'); s.value = '0.35'; s.dispatchEvent(new Event('input')); }"
+    )
+    page.evaluate("() => window.scrollTo(0, 0)")
     page.mouse.move(0, 0)
     shot = artifacts_dir / "playground-visual-prompts.png"
-    page.locator("main").screenshot(path=str(shot))
+    page.screenshot(path=str(shot))
     img = Image.open(shot).convert("RGB")
     img.thumbnail((1100, 1100))
     DOCS_PICTURE.parent.mkdir(exist_ok=True)
