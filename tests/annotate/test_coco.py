@@ -20,8 +20,8 @@ def _journal_masks(out):
     """{file_name: [(label, box, score, mask), ...]} straight from the journal."""
     with Journal(out) as journal:
         return {
-            r.key: [(r.result.labels[i], r.result.boxes[i].tolist(), float(r.result.scores[i]), r.result.mask(i))
-                    for i in range(len(r.result))]
+            r.key: [(r.result.labels[i], r.result.boxes[i].tolist(), round(float(r.result.scores[i]), 4),
+                     r.result.mask(i)) for i in range(len(r.result))]
             for r in journal.done()
         }  # fmt: skip
 

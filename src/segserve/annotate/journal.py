@@ -58,7 +58,8 @@ def result_to_json(result: SegmentationResult) -> str:
         {
             "rles": [r["counts"].decode("ascii") if isinstance(r["counts"], bytes) else r["counts"] for r in rles],
             "boxes": result.boxes.tolist(),
-            "scores": [float(s) for s in result.scores],
+            # The API's precision (4 decimals): a run through --server then journals the same numbers.
+            "scores": [round(float(s), 4) for s in result.scores],
             "labels": list(result.labels),
         },
         separators=(",", ":"),

@@ -4,7 +4,8 @@ exactly as the local runner does, so resume and exports do not depend on where i
 
 Every worker reads the images itself: on a real cluster SOURCE must be on storage all nodes see
 (a shared file system at the same path, or URLs). Actors ask for one GPU each when the cluster has
-GPUs, and `annotate_ray_actors` of them run (an `ActorPoolStrategy` of that size), `annotate_ray_batch_size` images per call.
+GPUs; `annotate_ray_actors` of them run (an `ActorPoolStrategy` of that size), each taking
+`annotate_ray_batch_size` images per call.
 """
 
 from __future__ import annotations

@@ -98,7 +98,8 @@ class RemoteBackend:
             except _RETRIED as exc:
                 if attempt == self.settings.annotate_retries:
                     return exc
-                wait_s = min(_retry_after(exc) or delay, _MAX_WAIT)
+                asked = _retry_after(exc)
+                wait_s = min(delay if asked is None else asked, _MAX_WAIT)
                 delay *= 2
                 if stop.wait(wait_s):
                     raise _Skipped from None

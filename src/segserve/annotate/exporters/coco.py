@@ -61,6 +61,6 @@ def _annotations(record: Record, image_id: int, ids: dict[str, int], masks: str)
             "segmentation": segmentation,
             "area": int(areas[i]),
             "bbox": [x1, y1, x2 - x1, y2 - y1],
-            "score": float(result.scores[i]),
+            "score": round(float(result.scores[i]), 4),
             "iscrowd": 0,
         }

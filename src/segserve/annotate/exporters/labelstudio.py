@@ -72,11 +72,11 @@ def _task(record: Record, model_version: str, prefix: str) -> dict[str, Any]:
                 "original_height": record.height,
                 "image_rotation": 0,
                 "value": {"points": points, "closed": True, "polygonlabels": [label]},
-                "score": float(result.scores[i]),
+                "score": round(float(result.scores[i]), 4),
             }
         )
     is_url = record.location.startswith(("http://", "https://"))
-    score = float(result.scores.mean()) if len(result) else 0.0
+    score = round(float(result.scores.mean()), 4) if len(result) else 0.0
     return {
         "data": {"image": record.location if is_url else prefix + record.key, "segserve_key": record.key},
         "predictions": [{"model_version": model_version, "score": score, "result": regions}],
