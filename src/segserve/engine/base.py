@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from segserve.prompts import Concept
+from segserve.prompts import Concept, ObjectPrompt
 from segserve.types import SegmentationResult, SegmentOptions
 
 
@@ -30,3 +30,10 @@ class Segmenter(Protocol):
         concepts: Sequence[Concept | str] = (),
         options: SegmentOptions | None = None,
     ) -> SegmentationResult: ...
+
+    def segment_object(
+        self, image: Image.Image | np.ndarray, prompt: ObjectPrompt, options: SegmentOptions | None = None
+    ) -> SegmentationResult:
+        """Interactive mode: the one object `prompt`'s clicks and/or box point at (the API's `points`/
+        `box`), answered by SAM 3's tracker on the same cached image features."""
+        ...
