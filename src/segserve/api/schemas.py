@@ -50,7 +50,10 @@ class SegmentationRequest(SegmentOptions):
         examples=["https://example.com/photo.jpg"],
     )
     prompt: str | None = Field(
-        "", description="concepts separated by commas; empty: segment every object", examples=["person, dog"]
+        "",
+        description="concepts separated by commas (or ，、；); empty: segment every object. Chinese concepts are "
+        "read in English (see `concepts` in the answer); a word segserve does not know is a 400 invalid_prompt",
+        examples=["person, dog", "人，红色汽车"],
     )
     # Visual prompts (README "Visual prompts"). Null or absent: not given. In form bodies each is a
     # JSON-encoded text field. The server checks more than the schema says (x0 < x1, inside the image,

@@ -24,6 +24,7 @@ import functools
 import logging
 import threading
 import unicodedata
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,8 +111,7 @@ class _Jieba:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tokenizer: Any = None
-        self._fed: set[int] = set()
-        self._keep: list[Lexicon] = []  # ids in `_fed` stay valid while these live
+        self._fed: weakref.WeakSet[Lexicon] = weakref.WeakSet()
 
     def cut(self, text: str, lexicon: Lexicon) -> list[str]:
         with self._lock:
@@ -123,11 +123,10 @@ class _Jieba:
                 self._tokenizer.initialize()
                 for word in CONNECTORS:
                     self._add(word)
-            if id(lexicon) not in self._fed:
+            if lexicon not in self._fed:  # a glossary reload brings a new lexicon: its new terms are added
                 for term in lexicon:
                     self._add(term)
-                self._fed.add(id(lexicon))
-                self._keep.append(lexicon)
+                self._fed.add(lexicon)
             return list(self._tokenizer.cut(text, HMM=False))
 
     def _add(self, word: str) -> None:
