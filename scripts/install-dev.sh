@@ -7,6 +7,7 @@
 #   pip (into the current Python): the package, editable, with its dev extras, which include
 #     [server] and [cpu] (OpenVINO); torch/torchvision pinned to the builds this project is tested
 #     with (pip finds them on the dev machines' local index).
+#   a separate venv (.venvs/label-studio) holding Label Studio and its SDK for the annotate tests.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
@@ -21,3 +22,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 -e ".[dev]"
+# Label Studio pins numpy/OpenCV below ours, so it gets its own virtual environment in the checkout
+# (git-ignored); tests/annotate/test_labelstudio.py starts its server and uses its SDK from there.
+if [ ! -x .venvs/label-studio/bin/label-studio ]; then
+  python -m venv .venvs/label-studio
+  .venvs/label-studio/bin/python -m pip install --quiet "label-studio>=1.23.2" "label-studio-sdk>=2.1.2"
+fi
