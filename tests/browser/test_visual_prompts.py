@@ -10,6 +10,10 @@ driver), and the answer must be shown. One screenshot of a drawn exemplar goes t
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from segserve.masks import rle_decode
 
 SEGMENT_URL = "/v1/images/segmentation"
 DOCS_PICTURE = Path(__file__).resolve().parents[2] / "docs" / "visual-prompts.png"
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
 
 # Every FormData the page passes to fetch, as {field: text} (a file as {"file": name, "size": n}).
 RECORD_FETCH = """
@@ -39,7 +44,7 @@ window.fetch = function (url, init) {
 
 
 def _new_page(browser: Browser, server_url: str, **context_options: Any) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, **context_options)
+    context = browser.new_context(**{"viewport": {"width": 1440, "height": 900}, **context_options})
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -60,7 +65,8 @@ def page(browser: Browser, server_url: str) -> Iterator[Page]:
 
 @pytest.fixture
 def touch_page(browser: Browser, server_url: str) -> Iterator[Page]:
-    yield from _new_page(browser, server_url, has_touch=True)
+    # A phone's width: the picture is shown smaller than its pixels, so the mapping is tested too.
+    yield from _new_page(browser, server_url, has_touch=True, viewport={"width": 390, "height": 844})
 
 
 def _open(page: Page, key: str, photo: Path) -> None:
@@ -116,9 +122,9 @@ def _decoded(fields: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _near(got: list[float], want: list[float]) -> bool:
-    # A mouse position lands on a whole screen pixel, so a coordinate may be one pixel off.
-    return len(got) == len(want) and all(abs(g - w) <= 1 for g, w in zip(got, want, strict=True))
+def _near(got: list[float], want: list[float], tolerance: float = 1) -> bool:
+    # A pointer position lands on a whole screen pixel, so a coordinate may be a screen pixel off.
+    return len(got) == len(want) and all(abs(g - w) <= tolerance for g, w in zip(got, want, strict=True))
 
 
 def _assert_shown(page: Page, body: dict[str, Any]) -> None:
@@ -133,6 +139,22 @@ def _assert_shown(page: Page, body: dict[str, Any]) -> None:
                  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
                  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return true; return false; }"""
         )
+
+
+def _axe_violations(page: Page, include: list[str]) -> list[dict[str, Any]]:
+    """Serious and critical axe-core findings within the `include` selectors (tests/browser/vendor)."""
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        """async (include) => {
+          const r = await axe.run({ include: include.map((s) => [s]) }, {
+            runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"] },
+          });
+          return r.violations.map((v) => ({ id: v.id, impact: v.impact,
+            nodes: v.nodes.slice(0, 5).map((n) => n.target.join(" ") + " :: " + n.failureSummary) }));
+        }""",
+        include,
+    )
+    return [v for v in found if v["impact"] in ("serious", "critical")]
 
 
 def _shapes(page: Page) -> list[dict[str, Any]]:
@@ -235,7 +257,7 @@ def _docs_picture(page: Page, artifacts_dir: Path) -> None:
     assert DOCS_PICTURE.stat().st_size < 250_000
 
 
-def test_single_object_clicks_box_and_coordinates_field(page: Page, photo: Path, api_key: str) -> None:
+def test_single_object_clicks_box_and_coordinates_field(page: Page, photo: Path, api_key: str, tmp_path: Path) -> None:
     _open(page, api_key, photo)
     _mode(page, "Single object (clicks)", "point")
     assert page.is_disabled("#prompt"), "the text prompt has no part in a single-object request"
@@ -278,6 +300,21 @@ def test_single_object_clicks_box_and_coordinates_field(page: Page, photo: Path,
         "3 · -point 40,40",
     ]
 
+    # The code panel's SDK snippet is this request: run as written, it gets the same answer.
+    page.click("#code-panel summary")
+    page.click("#code-panel [data-lang='sdk']")
+    code = page.inner_text("#code-text")
+    assert "points=[[256,200],[40,40]]" in code and "box=[100,60,420,500]" in code
+    workdir = tmp_path / "sdk"
+    workdir.mkdir()
+    shutil.copy(photo, workdir / photo.name)
+    env = {**os.environ, "SEGSERVE_API_KEY": api_key}
+    ran = subprocess.run(
+        [sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == str({"object": 1})
+
     # A mistake is named, nothing is sent, and the prompts stay as they were.
     coords.fill("point 256,200; box 10,20")
     coords.press("Enter")
@@ -288,15 +325,23 @@ def test_single_object_clicks_box_and_coordinates_field(page: Page, photo: Path,
     assert "outside the 512 × 512 image" in page.inner_text("#vp-coords-error")
     assert len(_shapes(page)) == 3
 
+    # The mode switch, the tools, the list and the error meet WCAG 2.2 AA, in light and dark mode.
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        assert _axe_violations(page, [".vp-modes", "#vp-panel"]) == [], scheme
 
-def test_touch_tap_and_long_press(touch_page: Page, photo: Path, api_key: str) -> None:
+
+def test_touch_tap_and_long_press(touch_page: Page, photo: Path, api_key: str, artifacts_dir: Path) -> None:
     page = touch_page
     _open(page, api_key, photo)
     _mode(page, "Single object (clicks)", "point")
+    shown = page.locator("#prompt-layer").bounding_box()
+    assert shown is not None and shown["width"] < 400, "the picture should be scaled down on a phone"
+    tolerance = 1 + 512 / shown["width"]
 
     sent, body = _answered(page, lambda: page.touchscreen.tap(*_screen(page, 200.5, 300.5)))
     fields = _decoded(sent)
-    assert _near(fields["points"][0], [200, 300]) and fields["point_labels"] == [1]
+    assert _near(fields["points"][0], [200, 300], tolerance) and fields["point_labels"] == [1]
     _assert_shown(page, body)
 
     # A long press (held past the page's half second, unmoved) is the touch way to a negative point.
@@ -310,5 +355,6 @@ def test_touch_tap_and_long_press(touch_page: Page, photo: Path, api_key: str) -
 
     sent, _ = _answered(page, long_press)
     fields = _decoded(sent)
-    assert _near(fields["points"][1], [400, 100]) and fields["point_labels"] == [1, 0]
+    assert _near(fields["points"][1], [400, 100], tolerance) and fields["point_labels"] == [1, 0]
     assert [s["positive"] for s in _shapes(page)] == [True, False]
+    page.screenshot(path=str(artifacts_dir / "playground-visual-prompts-phone.png"), full_page=True)

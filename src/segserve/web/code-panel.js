@@ -44,7 +44,10 @@ export function snippet(which) {
     const model = (fields.find(([k]) => k === "model") || [null, "sam3"])[1];
     const args = [py(url || fileName), `prompt=${py(prompt)}`];
     for (const [k, v] of fields) if (known.has(k)) args.push(`${k}=${k === "mask_format" ? py(v) : Number(v)}`);
-    const other = fields.filter(([k]) => !known.has(k) && k !== "prompt" && k !== "model");
+    // The visual prompts are sent as JSON lists of numbers, which read the same as Python lists.
+    const visual = new Set(["boxes", "box_labels", "points", "point_labels", "box"]);
+    for (const [k, v] of fields) if (visual.has(k)) args.push(`${k}=${v}`);
+    const other = fields.filter(([k]) => !known.has(k) && !visual.has(k) && k !== "prompt" && k !== "model");
     return [
       "import os",
       "",
