@@ -330,6 +330,15 @@ def test_single_object_clicks_box_and_coordinates_field(page: Page, photo: Path,
         page.emulate_media(color_scheme=scheme)
         assert _axe_violations(page, [".vp-modes", "#vp-panel"]) == [], scheme
 
+    # Another image starts with no prompts: they were drawn on this one.
+    other = tmp_path / "other.png"
+    Image.new("RGB", (300, 200), (90, 120, 150)).save(other)
+    page.set_input_files("#file-input", str(other))
+    page.wait_for_function("window.segserve.state.imageSize?.width === 300")
+    page.wait_for_function("document.querySelectorAll('#vp-list li').length === 0")
+    assert _shapes(page) == [] and page.input_value("#vp-coords") == ""
+    assert page.is_disabled("#vp-undo") and page.is_disabled("#vp-clear")
+
 
 def test_touch_tap_and_long_press(touch_page: Page, photo: Path, api_key: str, artifacts_dir: Path) -> None:
     page = touch_page
