@@ -52,11 +52,10 @@ def _masks(rng: np.random.Generator) -> list[tuple[list[int], np.ndarray]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def large_case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A 6000 x 6000 JPEG and the API's answer for it (as JSON text) with 40 masks."""
+def make_case(folder: Path) -> tuple[Path, str]:
+    """A 6000 x 6000 JPEG in `folder` and the API's answer for it (as JSON text) with 40 masks.
+    Also used by bench/playground_large_photo.py."""
     rng = np.random.default_rng(14)
-    folder = tmp_path_factory.mktemp("large")
     ramp = np.linspace(0, 255, SIZE, dtype=np.float32)
     rgb = np.empty((SIZE, SIZE, 3), np.uint8)
     rgb[..., 0] = ramp[None, :]
@@ -77,6 +76,11 @@ def large_case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         )
     answer = {"model": "sam3", "num_segments": len(segments), "segments": segments}
     return photo, json.dumps(answer)
+
+
+@pytest.fixture(scope="module")
+def large_case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    return make_case(tmp_path_factory.mktemp("large"))
 
 
 @pytest.fixture
@@ -103,7 +107,10 @@ INTERACT = """async ({ repeats }) => {
   const stack = document.getElementById("canvas-stack");
   const mask = document.getElementById("mask-layer");
   const times = { hover: [], toggle: [], opacity: [], filter: [] };
-  const lastDraw = () => { const d = performance.getEntriesByName("segserve:draw"); return d.length ? d[d.length - 1] : null; };
+  const lastDraw = () => {
+    const d = performance.getEntriesByName("segserve:draw");
+    return d.length ? d[d.length - 1] : null;
+  };
   async function measure(kind, act) {
     await frame();
     const before = lastDraw();
@@ -121,7 +128,8 @@ INTERACT = """async ({ repeats }) => {
   for (let i = 0; i < repeats; i++) {
     const [ax, ay] = layers.byIndex.get(indices[(i * 5) % indices.length]).anchor;
     const x = rect.left + (ax / layers.dw) * rect.width, y = rect.top + (ay / layers.dh) * rect.height;
-    await measure("hover", () => stack.dispatchEvent(new MouseEvent("mousemove", { clientX: x, clientY: y, bubbles: true })));
+    const move = new MouseEvent("mousemove", { clientX: x, clientY: y, bubbles: true });
+    await measure("hover", () => stack.dispatchEvent(move));
   }
   const hoverComposes = S.counters.composes;
   stack.dispatchEvent(new MouseEvent("mouseleave"));
@@ -129,7 +137,10 @@ INTERACT = """async ({ repeats }) => {
   for (let i = 0; i < repeats; i++) await measure("toggle", () => boxes()[i % 10].click());
   const opacity = document.getElementById("opacity");
   for (let i = 0; i < repeats; i++) {
-    await measure("opacity", () => { opacity.value = String(0.3 + 0.05 * i); opacity.dispatchEvent(new Event("input")); });
+    await measure("opacity", () => {
+      opacity.value = String(0.3 + 0.05 * i);
+      opacity.dispatchEvent(new Event("input"));
+    });
   }
   const filter = document.getElementById("min-confidence");
   for (let i = 0; i < repeats; i++) {
@@ -161,7 +172,8 @@ def test_a_36_mp_photo_with_40_masks_stays_interactive(
         """async () => {
           const t0 = performance.now();
           document.getElementById("run").click();
-          while (!(window.segserve.state.result && window.segserve.state.layers)) await new Promise((r) => setTimeout(r, 5));
+          const S = window.segserve.state;
+          while (!(S.result && S.layers)) await new Promise((r) => setTimeout(r, 5));
           await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
           return performance.now() - t0;
         }"""
@@ -201,7 +213,8 @@ def test_a_36_mp_photo_with_40_masks_stays_interactive(
 
     # The label tags, 8 of them starting from one corner, do not overlap.
     page.evaluate(
-        "() => { const s = document.getElementById('min-confidence'); s.value = '0'; s.dispatchEvent(new Event('input')); }"
+        "() => { const s = document.getElementById('min-confidence');"
+        " s.value = '0'; s.dispatchEvent(new Event('input')); }"
     )
     page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
     rects = page.evaluate("() => window.segserve.state.labelRects")
@@ -220,10 +233,11 @@ def test_a_36_mp_photo_with_40_masks_stays_interactive(
     report = {
         "photo": f"{SIZE}x{SIZE}",
         "masks": N_MASKS,
-        "shown_canvas": [c[1:] for c in shape["canvases"] if c[0] == "mask-layer"][0],
+        "shown_canvas": next(c[1:] for c in shape["canvases"] if c[0] == "mask-layer"),
         "run_to_first_draw_ms": round(shown_ms, 1),
         "median_ms": {
-            kind: {"work": _median(rows, "work"), "to_next_frame": _median(rows, "total")} for kind, rows in times.items()
+            kind: {"work": _median(rows, "work"), "to_next_frame": _median(rows, "total")}
+            for kind, rows in times.items()
         },
         "counters_after_interactions": after,
     }

@@ -61,7 +61,9 @@ export function renderList() {
     li.addEventListener("focusout", () => setHover(null));
     return li;
   });
-  els.segmentList.replaceChildren(...items);
+  // Unchanged rows stay in place: re-inserting 40 rows restyles the whole list (~50 ms a slider step).
+  const current = els.segmentList.children;
+  if (current.length !== items.length || items.some((li, i) => current[i] !== li)) els.segmentList.replaceChildren(...items);
   els.segmentsEmpty.hidden = segs.length > 0;
   if (!segs.length) {
     els.segmentsEmpty.textContent = r.segments.length
