@@ -97,7 +97,11 @@ class MaskOut(BaseModel):
 
 class SegmentOut(BaseModel):
     id: int = Field(..., description="1..N in confidence order")
-    label: str = Field(..., description='the prompt concept that produced it; "object" when segmenting everything')
+    label: str = Field(
+        ...,
+        description='the prompt concept that produced it (an unnamed exemplar-only concept: "visual"); "object" '
+        "when segmenting everything or in interactive mode (`points`/`box`)",
+    )
     confidence: float
     bbox: list[int] = Field(..., description="[x1, y1, x2, y2], x2/y2 exclusive")
     mask: MaskOut | None = Field(None, description="absent with mask_format=none")
