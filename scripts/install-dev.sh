@@ -17,6 +17,9 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v hadolint >/dev/null || true
 command -v fc-list >/dev/null || missing+=(fontconfig)
 fc-list ':lang=zh-cn' 2>/dev/null | grep -q . || missing+=(fonts-noto-cjk)
+# ultralytics (dev) pulls in opencv-python, whose cv2 may replace the headless one and needs libGL + glib
+ldconfig -p | grep -q 'libGL.so.1 ' || missing+=(libgl1)
+ldconfig -p | grep -q 'libgthread-2.0.so.0 ' || missing+=(libglib2.0-0)
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
