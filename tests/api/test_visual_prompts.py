@@ -8,17 +8,19 @@ the engine was asked.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 
 import numpy as np
 import pytest
-from api_support import AUTH, PATH, BrightSegmenter, app_client, assert_good_request_works, png
+from api_support import AUTH, PATH, BrightSegmenter, app_client, assert_good_request_works, encode, picture, png
+from PIL import Image
 
 from segserve.prompts import Box, Point
 
 IMAGE = png()  # 40 wide, 30 high
-DATA_URI = "data:image/png;base64," + __import__("base64").b64encode(IMAGE).decode()
+DATA_URI = "data:image/png;base64," + base64.b64encode(IMAGE).decode()
 
 
 class RecordingSegmenter(BrightSegmenter):
@@ -241,6 +243,25 @@ def test_bad_visual_form_fields_are_400_naming_the_field(client, multipart, fiel
 
 def test_the_server_answers_normally_after_the_bad_rows(client):
     assert_good_request_works(client)
+
+
+def test_coordinates_are_checked_in_the_exif_rotated_frame(client, recorder):
+    # Stored 40 wide x 30 high with orientation 6 (rotate 90 degrees on display): the image is 30 x 40.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(picture(), "JPEG", exif=exif)
+    uri = "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+    def post(**fields):
+        body = {"model": "sam3", "image": uri, **fields}
+        return client.post(PATH, headers=AUTH, json=body)
+
+    assert post(boxes=[[0, 0, 25, 38]]).status_code == 200  # inside 30 x 40, though past the stored 30 rows
+    assert recorder.concepts[-1][0].boxes == (Box(0, 0, 25, 38),)
+    r = post(boxes=[[0, 0, 35, 10]])  # inside the stored 40 columns, past the displayed 30
+    assert r.status_code == 400 and r.json()["error"]["param"] == "boxes"
+    assert "30 x 40" in r.json()["error"]["message"]
+    assert post(points=[[29, 39]]).status_code == 200
 
 
 def test_limits_come_from_settings(recorder):
