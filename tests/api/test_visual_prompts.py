@@ -160,6 +160,8 @@ BAD_ROWS = [
     ("infinity in a box", {"boxes": [[0, 0, INF, 10]]}, "boxes"),
     ("NaN in a point", {"points": [[3, NAN]]}, "points"),
     ("infinity in the box", {"box": [0, 0, 10, INF]}, "box"),
+    ("a coordinate of 400 digits", {"boxes": [[0, 0, 10**400, 10]]}, "boxes"),  # no float holds it
+    ("a point of 400 digits", {"points": [[10**400, 1]]}, "points"),
     ("a negative coordinate", {"boxes": [[-1, 0, 10, 10]]}, "boxes"),
     ("a negative point", {"points": [[-0.5, 3]]}, "points"),
     # empty and inverted boxes

@@ -122,7 +122,10 @@ def _coords(value: Any, n: int, param: str, what: str) -> list[float]:
         raise invalid(param, f"Each {what} must be a list of {n} numbers ({CONVENTION}).", value)
     if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
         raise invalid(param, f"Each {what} must be a list of {n} numbers ({CONVENTION}).", value)
-    coords = [float(v) for v in value]
+    try:
+        coords = [float(v) for v in value]
+    except OverflowError:  # a JSON integer of hundreds of digits: no float holds it
+        coords = [math.inf]
     if not all(math.isfinite(v) for v in coords):
         raise invalid(param, f"A {what} has a coordinate that is not a finite number (NaN or infinity).", value)
     if min(coords) < 0:
