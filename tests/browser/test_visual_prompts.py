@@ -315,6 +315,12 @@ def test_single_object_clicks_box_and_coordinates_field(page: Page, photo: Path,
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == str({"object": 1})
 
+    # The 3 candidate masks instead of the best one: an option of the request, not a prompt.
+    sent, body = _answered(page, lambda: page.get_by_label("Show the 3 candidate masks").check())
+    assert sent["multimask"] == "true" and _decoded(sent)["points"] == [[256, 200], [40, 40]]
+    assert [s["label"] for s in body["segments"]] == ["object"] * 3
+    _assert_shown(page, body)
+
     # A mistake is named, nothing is sent, and the prompts stay as they were.
     coords.fill("point 256,200; box 10,20")
     coords.press("Enter")

@@ -90,10 +90,21 @@ def test_the_request_fields_follow_the_wire_format(node) -> None:
     empty_exemplar = {"mode": "exemplar", "boxes": [], "points": [], "box": None}
     box_only = {"mode": "object", "boxes": [], "points": [], "box": box_a}
     nothing = {"mode": "object", "boxes": [], "points": [], "box": None}
+    candidates = {**box_only, "multimask": True}
+    exemplar_candidates = {**exemplar, "multimask": True}
     got = node(
         {"f": "prompt-fields.js"},
         FIELDS,
-        [[exemplar, "person"], [obj, "person"], [text, "dog"], [empty_exemplar, ""], [box_only, "x"], [nothing, "x"]],
+        [
+            [exemplar, "person"],
+            [obj, "person"],
+            [text, "dog"],
+            [empty_exemplar, ""],
+            [box_only, "x"],
+            [nothing, "x"],
+            [candidates, ""],
+            [exemplar_candidates, ""],
+        ],
     )
 
     def decoded(out: dict[str, Any]) -> dict[str, Any]:
@@ -111,3 +122,6 @@ def test_the_request_fields_follow_the_wire_format(node) -> None:
     assert decoded(got[4]) == {"box": box_a}
     # Single object with nothing clicked is not sent (it would be an everything request).
     assert set(got[5]) == {"error"} and "click the object" in got[5]["error"]["message"]
+    # multimask belongs to the single object's request only.
+    assert decoded(got[6]) == {"box": box_a, "multimask": True}
+    assert "multimask" not in decoded(got[7])

@@ -45,8 +45,8 @@ export function snippet(which) {
     const args = [py(url || fileName), `prompt=${py(prompt)}`];
     for (const [k, v] of fields) if (known.has(k)) args.push(`${k}=${k === "mask_format" ? py(v) : Number(v)}`);
     // The visual prompts are sent as JSON lists of numbers, which read the same as Python lists.
-    const visual = new Set(["boxes", "box_labels", "points", "point_labels", "box"]);
-    for (const [k, v] of fields) if (visual.has(k)) args.push(`${k}=${v}`);
+    const visual = new Set(["boxes", "box_labels", "points", "point_labels", "box", "multimask"]);
+    for (const [k, v] of fields) if (visual.has(k)) args.push(`${k}=${v === "true" ? "True" : v}`);
     const other = fields.filter(([k]) => !known.has(k) && !visual.has(k) && k !== "prompt" && k !== "model");
     return [
       "import os",

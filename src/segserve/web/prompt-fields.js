@@ -3,7 +3,8 @@
 //
 // `visual` is state.visual: { mode: "text" | "exemplar" | "object",
 //   boxes: [{ box: [x0, y0, x1, y1], positive }]   exemplar boxes ("find similar"),
-//   points: [{ x, y, positive }], box: [x0, y0, x1, y1] | null   the single object's clicks and box }.
+//   points: [{ x, y, positive }], box: [x0, y0, x1, y1] | null   the single object's clicks and box,
+//   multimask   the single object's 3 candidate masks instead of the best one (an option, not a prompt) }.
 // Coordinates are the image's pixels after EXIF orientation, boxes xyxy: the API's one convention.
 
 export const MODES = ["text", "exemplar", "object"];
@@ -114,6 +115,7 @@ export function visualFields(visual, promptText) {
       fields.push(["point_labels", JSON.stringify(visual.points.map((p) => (p.positive ? 1 : 0)))]);
     }
     if (visual.box) fields.push(["box", JSON.stringify(visual.box)]);
+    if (visual.multimask) fields.push(["multimask", "true"]);
     return { prompt: "", fields };
   }
   return { prompt: promptText, fields: [] };

@@ -19,6 +19,8 @@ const ui = {
   negative: $("vp-negative"),
   undo: $("vp-undo"),
   clear: $("vp-clear"),
+  multimask: $("vp-multimask"),
+  multimaskRow: $("vp-multimask-row"),
   coords: $("vp-coords"),
   coordsError: $("vp-coords-error"),
   list: $("vp-list"),
@@ -46,6 +48,7 @@ let updateTimer = null;
 let shownSource = null; // the image the prompts were drawn on
 
 state.visual = emptyVisual("text");
+state.visual.multimask = ui.multimask.checked; // a reload may keep the box ticked
 state.tool = "none";
 
 /** Every change to the prompts goes through here: undo can go back to before it, and the answer follows it. */
@@ -85,6 +88,7 @@ export function setMode(mode) {
   cancelGesture();
   for (const input of ui.modes) input.checked = input.value === mode;
   ui.panel.hidden = mode === "text";
+  ui.multimaskRow.hidden = mode !== "object";
   ui.help.textContent = HELP[mode] || "";
   ui.coords.placeholder = mode === "object" ? "point 120,80; -point 40,60; box 10,20,200,240" : "box 10,20,200,240; -box 300,40,380,120";
   // The tracker answers clicks only: the text prompt has no part in a single-object request.
@@ -169,6 +173,10 @@ for (const input of ui.modes) input.addEventListener("change", () => input.check
 ui.negative.addEventListener("click", () => {
   const on = ui.negative.getAttribute("aria-pressed") !== "true";
   ui.negative.setAttribute("aria-pressed", String(on));
+});
+ui.multimask.addEventListener("change", () => {
+  state.visual.multimask = ui.multimask.checked;
+  if (state.visual.mode === "object" && hasVisual(state.visual)) scheduleUpdate();
 });
 ui.undo.addEventListener("click", undo);
 ui.clear.addEventListener("click", clearPrompts);
