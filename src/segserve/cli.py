@@ -192,9 +192,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     settings = load_settings(model=args.model, openvino_cache_dir=args.cache_dir)
     if not openvino.available():
         raise UsageError("the openvino package is missing: pip install 'segserve[cpu]'")
-    from segserve.engine.loading import check_local_path, load_error_message
+    from segserve.engine.loading import load_error_message, resolve_checkpoint
 
-    check_local_path(settings.model)
+    # A checkpoint that can't be had fails here at once (one hub probe), not in the converter's retries.
+    resolve_checkpoint(settings.model, settings.hub_probe_timeout)
     try:
         path, converted = openvino.convert_checkpoint(settings.model, settings.openvino_cache_dir)
     except Exception as exc:  # hub, file and converter errors: one line, not a traceback
