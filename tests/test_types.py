@@ -71,7 +71,8 @@ def test_boxes_only_and_empty_results_round_trip():
     back = SegmentationResult.from_dict(data)
     assert back.masks is None and len(back) == 3
     empty = SegmentationResult.empty((4, 5))
-    assert len(empty) == 0 and list(empty) == [] and empty.to_dict() == {"num_segments": 0, "segments": [], "concepts": []}
+    assert len(empty) == 0 and list(empty) == []
+    assert empty.to_dict() == {"num_segments": 0, "segments": [], "concepts": []}
     assert len(SegmentationResult.from_dict(empty.to_dict())) == 0
     with pytest.raises(ValueError, match="mask_format"):
         empty.to_dict("png")
