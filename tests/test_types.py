@@ -223,3 +223,20 @@ def test_rles_must_match_the_rows_and_the_image():
     other = encode_rles(np.zeros((3, 5, 5), bool))
     with pytest.raises(ValueError, match=r"rles must be of size \(20, 30\)"):
         SegmentationResult(None, dense.boxes, dense.scores, dense.labels, dense.image_size, rles=other)
+
+
+def test_concepts_travel_with_the_result_and_over_the_wire():
+    from segserve.prompts import Concept
+    from segserve.types import ConceptText
+
+    concepts = [Concept("人", "person"), Concept("visual", None, ((1, 1, 3, 3),))]
+    result = SegmentationResult(
+        masks=np.ones((2, 4, 5), bool), boxes=[[0, 0, 5, 4]] * 2, scores=[0.9, 0.8], labels=["人", "visual"],
+        image_size=(4, 5), concepts=concepts,
+    )  # fmt: skip
+    wire = result.to_dict()
+    assert wire["concepts"] == [{"label": "人", "text": "person"}, {"label": "visual", "text": None}]
+    assert SegmentationResult.from_dict(wire).concepts == (ConceptText("人", "person"), ConceptText("visual", None))
+    assert result[1:].concepts == result.concepts  # a selection of segments answers the same request
+    assert SegmentationResult.merge([result, result[:1]]).concepts == result.concepts
+    assert SegmentationResult.from_dict({"num_segments": 0, "segments": []}).concepts == ()  # a reference server
