@@ -246,6 +246,9 @@ def _docs_picture(page: Page, artifacts_dir: Path) -> None:
     page.evaluate(
         "() => { const s = document.getElementById('opacity'); s.value = '0.35'; s.dispatchEvent(new Event('input')); }"
     )
+    # The tiny model's latency on a test machine tells a reader nothing, and would make the picture
+    # differ on every run: the line is left out (hidden, so the layout does not move).
+    page.eval_on_selector("#timing", "el => { el.style.visibility = 'hidden'; }")
     page.evaluate("() => window.scrollTo(0, 0)")
     page.mouse.move(0, 0)
     shot = artifacts_dir / "playground-visual-prompts.png"
