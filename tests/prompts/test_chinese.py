@@ -33,6 +33,7 @@ def pairs(prompt: str, **kwargs) -> list[tuple[str, str | None]]:
         ("\u3000安全帽\u3000,\u3000鞋子", [("安全帽", "hard hat"), ("鞋子", "shoe")]),  # ideographic spaces trimmed
         ("红色 car", [("红色 car", "red car")]),  # mixed: the Chinese part resolved, the English kept
         ("黑色T恤", [("黑色T恤", "black t-shirt")]),  # Latin letters inside a lexicon term
+        ("红色 t-shirt, 白色iPhone", [("红色 t-shirt", "red t-shirt"), ("白色iPhone", "white iphone")]),
         ("ｒｅｄ 汽车", [("ｒｅｄ 汽车", "red car")]),  # full-width letters
     ],
 )

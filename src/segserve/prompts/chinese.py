@@ -168,13 +168,15 @@ def _items(tokens: Sequence[str], lexicon: Lexicon) -> list[tuple[str, str]]:
     """jieba's tokens -> ("word", English) and ("conn", connector); raises on unknown parts."""
     items: list[tuple[str, str]] = []
     unknown: list[str] = []
-    for token in tokens:
-        token = token.strip()
-        if not token:
+    latin = ""  # jieba cuts "t-shirt" at the hyphen: adjacent Latin pieces are glued back into one word
+    for token in [*tokens, " "]:
+        if not has_chinese(token) and not token.isspace():
+            latin += token
             continue
-        if not has_chinese(token):
-            if any(ch.isalnum() for ch in token):
-                items.append(("word", token))
+        if any(ch.isalnum() for ch in latin):
+            items.append(("word", latin))
+        latin = ""
+        if token.isspace():
             continue
         found = lexicon.english(token)
         if token in LOCATIVES and items and items[-1][0] == "word":
