@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -52,8 +52,8 @@ class GlossaryError(ValueError):
         super().__init__(f"SEGSERVE_GLOSSARY {self.path}: {shown}. Expected {GLOSSARY_HELP}.")
 
 
-def _entries(text: str, source: str, normalise=lambda term: term) -> tuple[dict[str, str], list[str]]:
-    """(term -> English, problems): each problem names `source:line`."""
+def _entries(text: str, normalise: Callable[[str], str] = str.strip) -> tuple[dict[str, str], list[str]]:
+    """(term -> English, problems): each problem starts with its line number."""
     entries: dict[str, str] = {}
     problems: list[str] = []
     for number, raw in enumerate(text.splitlines(), 1):
@@ -88,7 +88,7 @@ class Lexicon:
 
     @classmethod
     def from_text(cls, text: str, source: str = "lexicon") -> Lexicon:
-        entries, problems = _entries(text, source)
+        entries, problems = _entries(text)
         if problems:
             raise ValueError(f"{source}: {'; '.join(problems)}")
         return cls(entries, _first_terms(entries))
@@ -131,7 +131,7 @@ def read_glossary(path: Path | str) -> dict[str, str]:
         text = Path(path).expanduser().read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise GlossaryError(path, [f"cannot be read ({exc})"]) from None
-    entries, problems = _entries(text, str(path), lambda term: normalise(term).replace(" ", ""))
+    entries, problems = _entries(text, lambda term: normalise(term).replace(" ", ""))
     if problems:
         raise GlossaryError(path, problems)
     return entries
