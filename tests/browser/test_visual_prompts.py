@@ -217,6 +217,8 @@ def test_exemplar_boxes_drawn_with_the_mouse(
     # Each listed prompt has its own remove button; the Undo button brings it back.
     sent, _ = _answered(page, lambda: items.nth(1).get_by_role("button").click())
     assert _decoded(sent) == {"boxes": [first], "box_labels": [1]}
+    # The keyboard keeps its place: focus moves to the remaining row's button.
+    assert page.evaluate("() => document.activeElement.getAttribute('aria-label')").startswith("Remove prompt 1,")
     sent, _ = _answered(page, lambda: page.get_by_role("button", name="Undo", exact=True).click())
     assert _decoded(sent)["box_labels"] == [1, 0]
 

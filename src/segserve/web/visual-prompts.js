@@ -33,6 +33,7 @@ const ui = {
 // image's features, so each request after the first costs the prompt's decoder only.
 const UPDATE_DELAY_MS = 350;
 
+const MAC = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
 const TOOL = { text: "none", exemplar: "box", object: "point" };
 const HELP = {
   exemplar:
@@ -61,7 +62,7 @@ function change(mutate) {
 
 function snapshot() {
   const { boxes, points, box } = state.visual;
-  return JSON.parse(JSON.stringify({ boxes, points, box }));
+  return structuredClone({ boxes, points, box });
 }
 
 export function undo() {
@@ -126,7 +127,12 @@ function refresh({ field = false } = {}) {
       remove.className = "btn btn-ghost btn-icon vp-remove";
       remove.setAttribute("aria-label", `Remove prompt ${i + 1}, ${what} ${formatPrompt(p).replace(/^-?\S+ /, "")}`);
       remove.textContent = "✕";
-      remove.addEventListener("click", () => removeAt(i));
+      remove.addEventListener("click", () => {
+        removeAt(i);
+        // The list was rebuilt: keep the keyboard's place (the next row's button, else the field).
+        const buttons = ui.list.querySelectorAll(".vp-remove");
+        (buttons[Math.min(i, buttons.length - 1)] || ui.coords).focus();
+      });
       li.append(mark, text, remove);
       return li;
     }),
@@ -160,7 +166,8 @@ function update() {
 // --- input: the picture, the buttons, the coordinates field, the keyboard ---------------------------
 
 attachPointer({
-  negative: (e) => e.altKey || ui.negative.getAttribute("aria-pressed") === "true",
+  // On a Mac, Ctrl-click is the right-click of a one-button mouse or trackpad.
+  negative: (e) => e.altKey || (e.ctrlKey && MAC) || ui.negative.getAttribute("aria-pressed") === "true",
   box: (box, positive) =>
     change((v) => {
       if (v.mode === "exemplar") v.boxes.push({ box, positive });
