@@ -114,7 +114,7 @@ def _base_install(*args: str) -> tuple[subprocess.CompletedProcess, dict]:
     return proc, json.loads(proc.stderr.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["segment", "--help"], ["serve", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["segment", "--help"], ["serve", "--help"], ["annotate", "--help"]])
 def test_help_loads_neither_torch_nor_the_server(argv):
     proc, seen = _base_install(*argv)
     # jieba's dictionary alone takes ~1 s to load: it waits for the first Chinese prompt.

@@ -143,3 +143,13 @@ def _model(out):
 
     with Journal(out) as journal:
         return {"model": journal.meta("fingerprint")["model"], **OPTIONS}
+
+
+def test_a_url_to_a_private_address_is_refused_by_the_ssrf_guard_and_journaled(
+    photo_folder, tmp_path, tiny_segmenter, tiny_model_path
+):
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{photo_folder / '000_astronaut.jpg'}\nhttp://127.0.0.1:9/cat.jpg\n")
+    summary = annotate(listing, tmp_path / "out", PROMPT, segmenter=tiny_segmenter, model=str(tiny_model_path),
+                       **OPTIONS)  # fmt: skip
+    assert summary.done == 1 and summary.failures_by_reason == {"image_url_forbidden": 1}
