@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Route
 
 from segserve.masks import rle_decode
 
@@ -378,3 +378,31 @@ def test_touch_tap_and_long_press(touch_page: Page, photo: Path, api_key: str, a
     assert _near(fields["points"][1], [400, 100], tolerance) and fields["point_labels"] == [1, 0]
     assert [s["positive"] for s in _shapes(page)] == [True, False]
     page.screenshot(path=str(artifacts_dir / "playground-visual-prompts-phone.png"), full_page=True)
+
+
+def test_a_change_during_a_request_is_sent_once_it_is_answered(page: Page, photo: Path, api_key: str) -> None:
+    """A click while the last click's request is in flight is not lost: it is sent, with every prompt
+    so far, once that request is answered (the first request is held back until then)."""
+    _open(page, api_key, photo)
+    _mode(page, "Single object (clicks)", "point")
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:  # the first request waits; any later one goes through
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(f"**{SEGMENT_URL}", hold)
+    with page.expect_request(lambda r: r.url.endswith(SEGMENT_URL)):
+        page.mouse.click(*_screen(page, 250.5, 200.5))
+    page.mouse.click(*_screen(page, 60.5, 450.5), button="right")
+    page.wait_for_function("window.segserve.state.rerun === true")
+    assert page.evaluate("() => window.__sent.length") == 1 and len(held) == 1
+    held[0].continue_()
+    # The held request's answer, then the one that carries both clicks, and its answer.
+    page.wait_for_function("window.__sent.length === 2 && !window.segserve.state.controller")
+    first, second = page.evaluate("() => window.__sent")
+    assert _decoded(first)["point_labels"] == [1]
+    assert _decoded(second)["point_labels"] == [1, 0] and len(_decoded(second)["points"]) == 2
+    page.wait_for_function("document.querySelectorAll('#segment-list li').length === 1")
