@@ -57,7 +57,10 @@ class Settings(BaseSettings):
     # Who runs the ViT: "auto" = OpenVINO for a full-size fp32 model on the CPU when `openvino` is
     # installed (exact to ~2e-5, ~15 % faster; converted once into openvino_cache_dir), else torch
     vision_backend: VisionBackend = "auto"
-    openvino_cache_dir: Path = Path("~/.cache/segserve/openvino")  # converted vision encoders, one folder per model
+    # Who runs the detector for text concepts (exemplar boxes always run on torch): "auto" = OpenVINO
+    # where vision_backend's "auto" would pick it (exact to ~1e-6, ~1.5x faster), else torch
+    detector_backend: VisionBackend = "auto"
+    openvino_cache_dir: Path = Path("~/.cache/segserve/openvino")  # converted parts (`segserve convert`), by model
     # seconds for the one request that checks the hub answers before downloading a model not in the
     # local cache; no answer fails the load at once instead of huggingface_hub's minutes of retries
     hub_probe_timeout: float = Field(5.0, gt=0)
@@ -140,7 +143,7 @@ class Settings(BaseSettings):
     annotate_backoff: float = Field(1.0, gt=0)  # first wait (s) after a 429/503 without Retry-After; doubles
     annotate_ray_actors: int = Field(1, ge=1)  # Ray Data actors, each holding one model (--ray)
     annotate_ray_batch_size: int = Field(4, ge=1)  # images per map_batches call on an actor (--ray)
-    annotate_labelstudio_prefix: str = "/data/local-files/?d="  # Label Studio export: a file's image URL = this + its key
+    annotate_labelstudio_prefix: str = "/data/local-files/?d="  # Label Studio task image = this + the file's key
 
     @field_validator("vocabulary")
     @classmethod
