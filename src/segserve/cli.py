@@ -172,8 +172,8 @@ def _add_serve(sub: Any) -> None:
 def _add_convert(sub: Any) -> None:
     conv = sub.add_parser(
         "convert",
-        help="convert the vision encoder to OpenVINO ahead of time (the [cpu] extra)",
-        description="Convert MODEL's vision encoder to OpenVINO into the cache the server reads "
+        help="convert the vision encoder and detector to OpenVINO ahead of time (the [cpu] extra)",
+        description="Convert MODEL's vision encoder and detector to OpenVINO into the cache the server reads "
         "(SEGSERVE_OPENVINO_CACHE_DIR), so no server start pays the conversion (minutes and ~15 GB of "
         "memory for SAM 3). Run it where the memory is, e.g. when building an image; an existing, "
         "intact conversion is kept.",
@@ -197,11 +197,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     # A checkpoint that can't be had fails here at once (one hub probe), not in the converter's retries.
     resolve_checkpoint(settings.model, settings.hub_probe_timeout)
     try:
-        path, converted = openvino.convert_checkpoint(settings.model, settings.openvino_cache_dir)
+        done = openvino.convert_checkpoint(settings.model, settings.openvino_cache_dir)
     except Exception as exc:  # hub, file and converter errors: one line, not a traceback
         print(f"segserve convert: error: {load_error_message(settings.model, exc)}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{'converted' if converted else 'already converted'}: {path}")
+    for part, path, converted in done:
+        print(f"{part}: {'converted' if converted else 'already converted'}: {path}")
     return 0
 
 

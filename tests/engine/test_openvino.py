@@ -195,14 +195,16 @@ def test_a_model_unlike_its_checkpoint_is_converted_in_process(tiny_model_path, 
 
 def test_auto_runs_torch_when_a_conversion_would_not_fit_in_memory(tiny_model_path, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(openvino, "MIN_PARAMETERS", 1)  # "auto" would pick OpenVINO
-    monkeypatch.setattr(openvino, "enough_memory_to_convert", lambda encoder: (False, 3.2, 15.0))
+    monkeypatch.setattr(openvino, "enough_memory_to_convert", lambda module, part: (False, 3.2, 15.0))
     monkeypatch.setattr(openvino, "convert_in_child", _no_conversion_here)
     seg = Sam3Segmenter.from_pretrained(
         tiny_model_path, device="cpu", vision_backend="auto", openvino_cache_dir=tmp_path
     )
-    assert seg.vision_backend == "torch"
+    assert (seg.vision_backend, seg.detector_backend) == ("torch", "torch")
     said = [r.getMessage() for r in caplog.records if "OpenVINO" in r.getMessage()]
-    assert len(said) == 1 and "15 GiB" in said[0] and "segserve convert" in said[0]
+    assert len(said) == 2  # one line per part
+    for line, part in zip(said, ("vision encoder", "detector")):
+        assert f"converting the {part} needs ~15 GiB" in line and "segserve convert" in line
 
 
 def test_available_memory_is_read_from_the_system(tiny_segmenter):
@@ -215,15 +217,23 @@ def test_convert_command_converts_once(tiny_model_path, tmp_path, capsys):
     from segserve.cli import main
 
     assert main(["convert", "--model", str(tiny_model_path), "--cache-dir", str(tmp_path)]) == 0
-    first = capsys.readouterr().out
-    assert first.startswith("converted: ") and first.strip().endswith("vision_encoder.xml")
+    first = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[:2] for line in first] == [["vision", "converted"], ["detector", "converted"]]
+    assert first[0].endswith("vision_encoder.xml") and first[1].endswith("detector.xml")
     assert main(["convert", "--model", str(tiny_model_path), "--cache-dir", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.startswith("already converted: ")
-    # The server then reads it without converting.
-    seg = Sam3Segmenter.from_pretrained(
-        tiny_model_path, device="cpu", vision_backend="openvino", openvino_cache_dir=tmp_path
-    )
-    assert seg.vision_backend == "openvino"
+    assert [line.split(": ")[1] for line in capsys.readouterr().out.splitlines()] == ["already converted"] * 2
+    # The server then reads both without converting.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(openvino, "convert_in_child", _no_conversion_here)
+        mp.setattr(openvino, "convert", _no_conversion_here)
+        seg = Sam3Segmenter.from_pretrained(
+            tiny_model_path,
+            device="cpu",
+            vision_backend="openvino",
+            detector_backend="openvino",
+            openvino_cache_dir=tmp_path,
+        )
+    assert (seg.vision_backend, seg.detector_backend) == ("openvino", "openvino")
 
 
 def test_convert_command_names_a_missing_model(tmp_path, capsys):
@@ -234,7 +244,8 @@ def test_convert_command_names_a_missing_model(tmp_path, capsys):
 
 
 def test_the_child_refuses_other_weights(tiny_model_path, tmp_path, capsys):
-    assert openvino.main(["--model", str(tiny_model_path), "--cache-dir", str(tmp_path), "--expect-key", "0" * 24]) == 3
+    argv = ["--model", str(tiny_model_path), "--cache-dir", str(tmp_path), "--part", "vision", "--expect-key", "0" * 24]
+    assert openvino.main(argv) == 3
     assert "not the model in memory" in capsys.readouterr().err
     assert not list(tmp_path.glob("*/vision_encoder.xml"))  # refused before converting
 
@@ -247,3 +258,66 @@ def test_a_model_id_that_is_no_checkpoint_is_converted_in_process(tiny_model_pat
     seg = Sam3Segmenter(model, processor, model_id="bench", vision_backend="openvino", openvino_cache_dir=tmp_path)
     assert seg.vision_backend == "openvino"  # as bench/engine_vs_reference.py builds its engine
     assert any("not the model in memory" in r.getMessage() for r in caplog.records)
+
+
+
+# --- the detector ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ov_detector(tiny_model_path, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("openvino-detector")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(openvino, "convert", _no_conversion_here)  # converted by the child process
+        seg = Sam3Segmenter.from_pretrained(
+            tiny_model_path, device="cpu", detector_backend="openvino", openvino_cache_dir=cache, cache=False
+        )
+    return seg, cache
+
+
+def test_detector_outputs_match_torch(ov_detector, tiny_segmenter, rgb_image):
+    seg, cache = ov_detector
+    assert (seg.vision_backend, seg.detector_backend) == ("torch", "openvino")
+    assert list(cache.glob("*/detector.xml"))
+    with torch.inference_mode():
+        features = seg.encode_image(rgb_image)
+        text, mask = seg.encode_text(["cat", "a red car", "dog"])
+        got = seg._ov_detector(features, text, mask)
+        out = seg.model(
+            vision_embeds=features.expand(3),
+            text_embeds=__import__("transformers").modeling_outputs.BaseModelOutputWithPooling(pooler_output=text),
+            attention_mask=mask,
+        )
+    for ours, ref in zip(got, (out.pred_logits, out.presence_logits, out.pred_masks)):
+        assert ours.shape == ref.shape
+        assert float((ours - ref).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("concepts", [["cat"], ["cat", "dog", "car", "bus"]])  # one row; rows other than traced
+def test_detector_segments_match_torch(ov_detector, tiny_segmenter, rgb_image, concepts):
+    seg, _ = ov_detector
+    options = SegmentOptions(threshold=0.25, max_segments=1000)
+    ours = seg.segment(rgb_image, concepts, options)
+    ref = tiny_segmenter.segment(rgb_image, concepts, options)
+    assert ours.labels == ref.labels
+    np.testing.assert_allclose(ours.scores, ref.scores, atol=1e-5)
+    assert np.mean(ours.masks != ref.masks) < 1e-3  # logits of the random model sit on the cut (see above)
+
+
+def test_exemplar_boxes_stay_on_the_torch_detector(ov_detector, tiny_segmenter, rgb_image):
+    from segserve.prompts import Concept
+
+    seg, _ = ov_detector
+    concepts = [Concept("cat"), Concept("visual", None, boxes=[(10, 10, 60, 50)])]
+    options = SegmentOptions(threshold=0.0, max_segments=1000)
+    ours = seg.segment(rgb_image, concepts, options)
+    ref = tiny_segmenter.segment(rgb_image, concepts, options)
+    assert ours.labels == ref.labels
+    np.testing.assert_allclose(ours.scores, ref.scores, atol=1e-5)
+
+
+def test_backend_errors_name_their_setting(tiny_segmenter):
+    with pytest.raises(ValueError, match="detector_backend='openvino' runs on the CPU in float32"):
+        openvino.should_use(
+            "openvino", tiny_segmenter.model.vision_encoder, torch.device("cpu"), torch.bfloat16, "detector_backend"
+        )

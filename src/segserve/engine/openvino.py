@@ -1,16 +1,19 @@
-"""The vision encoder (ViT + FPN neck) run by OpenVINO on the CPU: exact, and faster than eager torch.
+"""Parts of SAM 3 run by OpenVINO on the CPU: exact, and faster than eager torch.
 
-Measured on the full-size model, 2-core AVX2 CPU, fp32 (bench/README.md): one vision pass 31-33 s
-with OpenVINO vs 37 s with torch (sdpa), outputs within 2.3e-5 of torch. OpenVINO fuses the
-layer norms, GELU, RoPE and residual adds around the matmuls, which torch runs as separate passes
-over memory. `INFERENCE_PRECISION_HINT=f32` keeps it exact: on CPUs with AMX or AVX-512 BF16,
-OpenVINO would otherwise pick bf16.
+Two parts convert: the vision encoder (ViT + FPN neck) and the detector (DETR encoder and decoder,
+mask head, scoring) for text concepts. Measured on the full-size model, 2-core AVX2 CPU, fp32
+(bench/README.md): one vision pass 31-33 s with OpenVINO vs 37 s with torch (sdpa), outputs within
+2.3e-5 of torch; the detector ~1.5x faster, within ~1e-6. OpenVINO fuses the layer norms, GELU,
+RoPE and residual adds around the matmuls, which torch runs as separate passes over memory.
+`INFERENCE_PRECISION_HINT=f32` keeps it exact: on CPUs with AMX or AVX-512 BF16, OpenVINO would
+otherwise pick bf16.
 
-Converting the 450M-parameter ViT (tracing it through torch) takes minutes and peaks at ~15 GB, so
-the converted model is saved once to a disk cache, keyed by what determines it (model id, weights
-fingerprint, input size, library versions); later starts read it in seconds. The conversion runs in
-a child process (`python -m segserve.engine.openvino`, or ahead of time: `segserve convert`), so its
-peak is returned to the system when it ends instead of staying in the server's heap.
+Converting (tracing through torch) takes minutes and peaks at ~15 GB for the ViT, ~7 GB for the
+detector, so each converted part is saved once to a disk cache, keyed by what determines it (model
+id, weights fingerprint, input size, library versions); later starts read it in seconds. The
+conversion runs in a child process (`python -m segserve.engine.openvino`, or ahead of time:
+`segserve convert`), so its peak is returned to the system when it ends instead of staying in the
+server's heap.
 """
 
 from __future__ import annotations
@@ -30,11 +33,18 @@ log = logging.getLogger(__name__)
 
 Levels = tuple[torch.Tensor, ...]
 
-# Vision encoders smaller than this stay on torch: conversion costs more than it can save (tests'
-# tiny model), and OpenVINO's gain is in the big matmul-bound layers.
+# Models smaller than this (by their ViT) stay on torch: conversion costs more than it can save
+# (tests' tiny model), and OpenVINO's gain is in the big matmul-bound layers.
 MIN_PARAMETERS = 50_000_000
-# Peak memory of a conversion per vision-encoder parameter: ~15 GB for SAM 3's 446M (bench/README.md).
-CONVERT_BYTES_PER_PARAMETER = 34
+# The parts that convert, what each is called in messages, and its file in the cache.
+PARTS = ("vision", "detector")
+_NAMES = {"vision": "vision encoder", "detector": "detector"}
+_FILES = {"vision": "vision_encoder.xml", "detector": "detector.xml"}
+# Sam3Model's modules the detector part runs (the geometry encoder only for exemplar boxes, which stay on torch).
+_DETECTOR_MODULES = ("detr_encoder", "detr_decoder", "mask_decoder", "dot_product_scoring")
+# Peak memory of a conversion per parameter of the part, measured on the full-size model: ~15 GB
+# for the ViT's 454M; ~6.5 GB for the detector's 25M (its activations at 72x72 tokens dominate).
+CONVERT_BYTES_PER_PARAMETER = {"vision": 34, "detector": 260}
 # The child's exit status when the checkpoint on disk is not the model in memory (see `convert_in_child`).
 _EXIT_OTHER_WEIGHTS = 3
 
@@ -56,69 +66,156 @@ def _block_telemetry() -> None:
         sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # makes `import` raise ImportError
 
 
-class _Outputs(torch.nn.Module):
+class NotEnoughMemoryError(RuntimeError):
+    """A conversion would not fit in this machine's available memory."""
+
+
+class OtherWeightsError(RuntimeError):
+    """The checkpoint on disk is not the model the caller holds: other weights, or none loadable."""
+
+
+# --- what is traced ------------------------------------------------------------------------------
+
+
+class _VisionOutputs(torch.nn.Module):
     """The vision encoder with a flat tuple of tensors as output, which tracing needs."""
 
-    def __init__(self, vision_encoder: torch.nn.Module):
+    def __init__(self, model: Any):
         super().__init__()
-        self.vision_encoder = vision_encoder
+        self.vision_encoder = model.vision_encoder
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.vision_encoder(pixel_values)
         return (out.last_hidden_state, *out.fpn_hidden_states, *out.fpn_position_encoding)
 
 
-class OpenVINOVisionEncoder:
-    """Callable like `Sam3Model.get_vision_features`: pixel_values (1, 3, S, S) -> the three output groups."""
+class _DetectorOutputs(torch.nn.Module):
+    """`Sam3Model.forward` on precomputed vision and text features, as the engine calls it, with
+    flat tensors in and out: (FPN levels..., their position encodings..., ViT output, text
+    features (N, T, D), attention mask (N, T)) -> (pred_logits, presence_logits, pred_masks)."""
 
-    def __init__(
-        self,
-        vision_encoder: torch.nn.Module,
-        image_size: int,
-        cache_dir: Path,
-        model_id: str,
-        *,
-        check_memory: bool = False,
-    ):
-        """Read the converted encoder from `cache_dir`, converting it first if needed. With
-        `check_memory` ("auto"), a conversion this machine has not the memory for raises
+    def __init__(self, model: Any):
+        super().__init__()
+        self.model = model
+        self.levels = len(model.config.vision_config.scale_factors)
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        from segserve.engine.features import VisionFeatures
+
+        n = self.levels
+        features = VisionFeatures(
+            fpn_hidden_states=tensors[:n], fpn_position_encoding=tensors[n : 2 * n], backbone=tensors[2 * n]
+        )
+        out = self.model(
+            vision_embeds=features.expand(tensors[-2].shape[0]),  # one row per concept
+            text_embeds=BaseModelOutputWithPooling(pooler_output=tensors[-2]),
+            attention_mask=tensors[-1],
+        )
+        return out.pred_logits, out.presence_logits, out.pred_masks
+
+
+def part_module(model: Any, part: str) -> torch.nn.Module:
+    """The weights a part runs: what its cache key fingerprints and its memory estimate counts."""
+    if part == "vision":
+        return model.vision_encoder
+    return torch.nn.ModuleDict({name: getattr(model, name) for name in _DETECTOR_MODULES})
+
+
+def _example_inputs(model: Any, part: str, image_size: int) -> tuple[torch.Tensor, ...]:
+    if part == "vision":
+        return (torch.zeros(1, 3, image_size, image_size),)
+    vision = model.config.vision_config
+    grid = image_size // int(vision.backbone_config.patch_size)
+    g = torch.Generator().manual_seed(0)
+    levels = [
+        torch.randn(1, vision.fpn_hidden_size, int(grid * s), int(grid * s), generator=g) for s in vision.scale_factors
+    ]
+    positions = [torch.randn(t.shape, generator=g) for t in levels]
+    backbone = torch.randn(1, grid * grid, vision.backbone_config.hidden_size, generator=g)
+    # Two concepts with padding, so nothing in the trace is specialised to one row or a full mask.
+    text = torch.randn(2, 32, model.text_projection.out_features, generator=g)
+    mask = torch.zeros(2, 32, dtype=torch.long)
+    mask[0, :5], mask[1, :9] = 1, 1
+    return (*levels, *positions, backbone, text, mask)
+
+
+# --- converted parts ---------------------------------------------------------------------------
+
+
+class _Converted:
+    """A part of `Sam3Model`, read from the disk cache or converted first (in a child process)."""
+
+    part = "vision"
+
+    def __init__(self, model: Any, image_size: int, cache_dir: Path, model_id: str, *, check_memory: bool = False):
+        """With `check_memory` ("auto"), a conversion this machine has not the memory for raises
         `NotEnoughMemoryError` instead of starting."""
         _block_telemetry()
         import openvino as ov
 
-        self.levels = len(vision_encoder.config.scale_factors)
-        key = _cache_key(vision_encoder, image_size, model_id)
-        path = cache_path(cache_dir, key)
+        module = part_module(model, self.part)
+        key = _cache_key(module, image_size, _key_name(model_id, self.part))
+        path = cache_path(cache_dir, key, self.part)
         core = ov.Core()
         self.compiled = _read_cache(core, path)
         if self.compiled is None and check_memory:
-            enough, have, need = enough_memory_to_convert(vision_encoder)
+            enough, have, need = enough_memory_to_convert(module, self.part)
             if not enough:
                 raise NotEnoughMemoryError(
-                    f"converting it needs ~{need:.0f} GiB of memory and {have:.1f} GiB are available; "
-                    "convert ahead of time with `segserve convert` on a machine that has it"
+                    f"converting the {_NAMES[self.part]} needs ~{need:.0f} GiB of memory and {have:.1f} GiB are "
+                    "available; convert ahead of time with `segserve convert` on a machine that has it"
                 )
         if self.compiled is None:
             # A warning, so a CLI user sees why this first start takes minutes.
-            log.warning("converting the vision encoder to OpenVINO in a child process (once per model; minutes)")
-            if not convert_in_child(model_id, image_size, Path(cache_dir), key):
+            log.warning("converting the %s to OpenVINO in a child process (once per model; minutes)", _NAMES[self.part])
+            if not convert_in_child(self.part, model_id, image_size, Path(cache_dir), key):
                 # Only this process has these weights (a model built in code, or a checkpoint changed
                 # since it was loaded): convert here, peak memory and all.
                 log.warning("the checkpoint %s is not the model in memory; converting in this process", model_id)
-                convert(vision_encoder, image_size, path)
+                convert(self.part, model, image_size, path)
             self.compiled = _load_verified(core, path)
         self.request = self.compiled.create_infer_request()
 
+    def _infer(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        result = self.request.infer({i: t.numpy() for i, t in enumerate(tensors)}, share_outputs=False)
+        return [torch.from_numpy(result[out]) for out in self.compiled.outputs]
+
+
+class OpenVINOVisionEncoder(_Converted):
+    """Callable like `Sam3Model.get_vision_features`: pixel_values (1, 3, S, S) -> the three output groups."""
+
+    part = "vision"
+
+    def __init__(self, model: Any, image_size: int, cache_dir: Path, model_id: str, *, check_memory: bool = False):
+        self.levels = len(model.config.vision_config.scale_factors)
+        super().__init__(model, image_size, cache_dir, model_id, check_memory=check_memory)
+
     def __call__(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, Levels, Levels]:
         """-> (ViT output, FPN levels, their position encodings), like `get_vision_features`."""
-        result = self.request.infer({0: pixel_values.float().numpy()}, share_outputs=False)
-        tensors = [torch.from_numpy(result[out]) for out in self.compiled.outputs]
-        backbone, rest = tensors[0], tensors[1:]
+        backbone, *rest = self._infer([pixel_values.float()])
         return backbone, tuple(rest[: self.levels]), tuple(rest[self.levels :])
 
 
-def cache_path(cache_dir: Path | str, key: str) -> Path:
-    return Path(cache_dir).expanduser() / key / "vision_encoder.xml"
+class OpenVINODetector(_Converted):
+    """The detector for text concepts: (vision features, text features (N, 32, D), attention mask
+    (N, 32)) -> (pred_logits, presence_logits, pred_masks), the tensors `Sam3Model.forward` gives."""
+
+    part = "detector"
+
+    def __call__(self, features: Any, text: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        tensors = [*features.fpn_hidden_states, *features.fpn_position_encoding, features.backbone, text, mask]
+        return tuple(self._infer([t.contiguous() for t in tensors]))
+
+
+def cache_path(cache_dir: Path | str, key: str, part: str = "vision") -> Path:
+    return Path(cache_dir).expanduser() / key / _FILES[part]
+
+
+def _key_name(model_id: str, part: str) -> str:
+    # The vision key is what it was before the detector converted too, so existing caches stay valid.
+    return model_id if part == "vision" else f"{model_id}#{part}"
 
 
 def _read_cache(core: Any, path: Path) -> Any:
@@ -128,30 +225,30 @@ def _read_cache(core: Any, path: Path) -> Any:
     try:
         compiled = _load_verified(core, path)
     except Exception as exc:  # a truncated, edited or half-written cache: never a stuck server
-        log.warning("the OpenVINO cache %s is unusable (%s); converting the vision encoder again", path, exc)
+        log.warning("the OpenVINO cache %s is unusable (%s); converting it again", path, exc)
         return None
-    log.info("OpenVINO vision encoder read from %s", path)
+    log.info("OpenVINO model read from %s", path)
     return compiled
 
 
-def convert(vision_encoder: torch.nn.Module, image_size: int, path: Path) -> None:
-    """Trace `vision_encoder` through OpenVINO's converter and save it at `path` (the memory-hungry step)."""
+def convert(part: str, model: Any, image_size: int, path: Path) -> None:
+    """Trace `model`'s `part` through OpenVINO's converter and save it at `path` (the memory-hungry step)."""
     _block_telemetry()
     import openvino as ov
 
-    example = torch.zeros(1, 3, image_size, image_size)
+    wrapper = (_VisionOutputs if part == "vision" else _DetectorOutputs)(model).eval()
     with torch.no_grad():
-        model = ov.convert_model(_Outputs(vision_encoder).eval(), example_input=example)
-    _save(ov, model, path)
+        converted = ov.convert_model(wrapper, example_input=_example_inputs(model, part, image_size))
+    _save(ov, converted, path)
 
 
-def convert_in_child(model_id: str, image_size: int, cache_dir: Path, key: str) -> bool:
-    """Convert `model_id`'s vision encoder in a child process, into `cache_dir`/`key`.
+def convert_in_child(part: str, model_id: str, image_size: int, cache_dir: Path, key: str) -> bool:
+    """Convert `model_id`'s `part` in a child process, into `cache_dir`/`key`.
 
     False when the child's checkpoint fingerprints differently from `key` (the model in memory is
     not the one on disk); raises RuntimeError, with the child's last lines, when it fails.
     """
-    command = [sys.executable, "-m", "segserve.engine.openvino", "--model", model_id]
+    command = [sys.executable, "-m", "segserve.engine.openvino", "--model", model_id, "--part", part]
     command += ["--cache-dir", str(cache_dir), "--image-size", str(image_size), "--expect-key", key]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode == _EXIT_OTHER_WEIGHTS:
@@ -162,20 +259,16 @@ def convert_in_child(model_id: str, image_size: int, cache_dir: Path, key: str) 
     return True
 
 
-class NotEnoughMemoryError(RuntimeError):
-    """A conversion would not fit in this machine's available memory."""
-
-
-class OtherWeightsError(RuntimeError):
-    """The checkpoint on disk is not the model the caller holds: other weights, or none loadable."""
-
-
 def convert_checkpoint(
-    model_id: str, cache_dir: Path | str, image_size: int | None = None, expect_key: str | None = None
-) -> tuple[Path, bool]:
-    """Convert (if not cached yet) the vision encoder of the checkpoint `model_id`: what `segserve
-    convert` and the server's child process run. Returns (the cached model's path, whether it was
-    converted now); raises `OtherWeightsError` if `expect_key` is given and the weights differ."""
+    model_id: str,
+    cache_dir: Path | str,
+    parts: tuple[str, ...] = PARTS,
+    image_size: int | None = None,
+    expect_key: str | None = None,
+) -> list[tuple[str, Path, bool]]:
+    """Convert (where not cached yet) `parts` of the checkpoint `model_id`: what `segserve convert`
+    and the server's child process run. Returns (part, the cached model's path, whether it was
+    converted now) per part; raises `OtherWeightsError` if `expect_key` (one part) does not match."""
     _block_telemetry()
     import openvino as ov
     from transformers import Sam3Model, Sam3Processor
@@ -192,22 +285,25 @@ def convert_checkpoint(
         raise OtherWeightsError(f"{model_id} could not be loaded here: {exc}") from exc
     if image_size is None:
         image_size = int(Sam3Processor.from_pretrained(source).image_processor.size["height"])
-    key = _cache_key(model.vision_encoder, image_size, model_id)
-    if expect_key is not None and key != expect_key:
-        raise OtherWeightsError(f"{model_id} on disk is not the model in memory")
-    path = cache_path(cache_dir, key)
-    if _read_cache(ov.Core(), path) is not None:
-        return path, False
-    convert(model.vision_encoder, image_size, path)
-    return path, True
+    done = []
+    for part in parts:
+        key = _cache_key(part_module(model, part), image_size, _key_name(model_id, part))
+        if expect_key is not None and key != expect_key:
+            raise OtherWeightsError(f"{model_id} on disk is not the model in memory")
+        path = cache_path(cache_dir, key, part)
+        fresh = _read_cache(ov.Core(), path) is None
+        if fresh:
+            convert(part, model, image_size, path)
+        done.append((part, path, fresh))
+    return done
 
 
-def enough_memory_to_convert(vision_encoder: torch.nn.Module) -> tuple[bool, float, float]:
-    """(enough?, GiB available, GiB a conversion needs), from /proc/meminfo's MemAvailable.
+def enough_memory_to_convert(module: torch.nn.Module, part: str = "vision") -> tuple[bool, float, float]:
+    """(enough?, GiB available, GiB converting `module` as `part` needs), from /proc/meminfo's MemAvailable.
 
     Where that can't be read (not Linux), the answer is yes: the child process then fails alone.
     """
-    needed = sum(p.numel() for p in vision_encoder.parameters()) * CONVERT_BYTES_PER_PARAMETER / 2**30
+    needed = sum(p.numel() for p in module.parameters()) * CONVERT_BYTES_PER_PARAMETER[part] / 2**30
     try:
         with open("/proc/meminfo") as fh:
             fields = dict(line.split(":", 1) for line in fh)
@@ -259,19 +355,26 @@ def _digest(*files: Path) -> str:
     return h.hexdigest()
 
 
-def should_use(backend: str, vision_encoder: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> bool:
-    """Resolve `vision_backend`: "auto" picks OpenVINO for a full-size fp32 model on the CPU when installed."""
+def should_use(
+    backend: str,
+    vision_encoder: torch.nn.Module,
+    device: torch.device,
+    dtype: torch.dtype,
+    setting: str = "vision_backend",
+) -> bool:
+    """Resolve a backend setting (`vision_backend`, `detector_backend`): "auto" picks OpenVINO for a
+    full-size fp32 model (judged by its ViT) on the CPU when installed."""
     if backend == "torch":
         return False
     usable = device.type == "cpu" and dtype == torch.float32
     if backend == "openvino":
         if not usable:
-            raise ValueError("vision_backend='openvino' runs on the CPU in float32 only; use 'torch' or 'auto'")
+            raise ValueError(f"{setting}='openvino' runs on the CPU in float32 only; use 'torch' or 'auto'")
         if not available():
-            raise ValueError("vision_backend='openvino' needs the openvino package: pip install 'segserve[cpu]'")
+            raise ValueError(f"{setting}='openvino' needs the openvino package: pip install 'segserve[cpu]'")
         return True
     if backend != "auto":
-        raise ValueError(f"vision_backend must be 'auto', 'torch' or 'openvino', got {backend!r}")
+        raise ValueError(f"{setting} must be 'auto', 'torch' or 'openvino', got {backend!r}")
     big = sum(p.numel() for p in vision_encoder.parameters()) >= MIN_PARAMETERS
     return usable and big and available()
 
@@ -281,23 +384,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m segserve.engine.openvino")
     parser.add_argument("--model", required=True)
     parser.add_argument("--cache-dir", required=True)
+    parser.add_argument("--part", choices=PARTS, action="append", help="what to convert (default: all)")
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--expect-key", help="refuse (status 3) unless the checkpoint fingerprints to this key")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("SEGSERVE_LOG_LEVEL", "WARNING").upper())
+    parts = tuple(args.part or PARTS)
+    if args.expect_key and len(parts) != 1:
+        parser.error("--expect-key is the key of one --part")
     try:
-        path, _ = convert_checkpoint(args.model, args.cache_dir, args.image_size, args.expect_key)
+        done = convert_checkpoint(args.model, args.cache_dir, parts, args.image_size, args.expect_key)
     except OtherWeightsError as exc:
         print(exc, file=sys.stderr)
         return _EXIT_OTHER_WEIGHTS
-    print(path)
+    for _, path, _ in done:
+        print(path)
     return 0
 
 
-
-def _cache_key(vision_encoder: torch.nn.Module, image_size: int, model_id: str) -> str:
-    """What the converted model depends on. The weights are fingerprinted by a strided sample of
-    every tensor (hashing all 1.8 GB would cost seconds at each start)."""
+def _cache_key(module: torch.nn.Module, image_size: int, model_id: str) -> str:
+    """What a converted part depends on. The weights are fingerprinted by a strided sample of
+    every tensor (hashing all 1.8 GB of the ViT would cost seconds at each start)."""
     import openvino
     import transformers
 
@@ -305,7 +412,7 @@ def _cache_key(vision_encoder: torch.nn.Module, image_size: int, model_id: str) 
     for part in (model_id, str(image_size), openvino.__version__, transformers.__version__, torch.__version__):
         h.update(part.encode() + b"\0")
     with torch.no_grad():
-        for name, tensor in vision_encoder.state_dict().items():
+        for name, tensor in module.state_dict().items():
             flat = tensor.detach().reshape(-1)
             sample = flat[:: max(1, flat.numel() // 64)].float().cpu().numpy().tobytes()
             h.update(name.encode() + str(tuple(tensor.shape)).encode() + sample)

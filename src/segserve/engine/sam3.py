@@ -111,29 +111,34 @@ class Sam3Segmenter:
         # Off by default: on the full-size model on CPU it was no faster than eager (bench/README.md).
         if cfg.compile_vision:
             self._compile_vision()
-        # The ViT + neck through OpenVINO where that is exact and faster (full-size fp32 on CPU;
-        # see engine/openvino.py); `vision_backend` says which one runs.
-        self._openvino = None
-        if openvino.should_use(cfg.vision_backend, model.vision_encoder, self.device, self.dtype):
-            try:
-                self._openvino = openvino.OpenVINOVisionEncoder(
-                    model.vision_encoder,
-                    self.image_size,
-                    Path(cfg.openvino_cache_dir),
-                    model_id,
-                    check_memory=cfg.vision_backend == "auto",
-                )
-            except Exception as exc:  # "auto" must never cost the server its start: torch runs it exactly
-                if cfg.vision_backend == "openvino":
-                    raise ModelLoadError(f"The OpenVINO vision encoder could not be built: {exc}") from exc
-                log.warning("OpenVINO vision encoder unavailable (%s); the vision encoder runs on torch", exc)
+        # The ViT + neck, and the detector for text concepts, through OpenVINO where that is exact and
+        # faster (full-size fp32 on CPU; see engine/openvino.py); `vision_backend` and
+        # `detector_backend` say which one runs each.
+        self._openvino = self._openvino_part(openvino.OpenVINOVisionEncoder, "vision_backend", model_id)
         self.vision_backend = "openvino" if self._openvino is not None else "torch"
+        self._ov_detector = self._openvino_part(openvino.OpenVINODetector, "detector_backend", model_id)
+        self.detector_backend = "openvino" if self._ov_detector is not None else "torch"
         # Grid-mode everything. Its tracker loads on first use: no memory until then.
         self.grid = GridSegmenter(
             cfg,
             lambda: load_tracker(model_id, model.vision_encoder.backbone, device=self.device, dtype=self.dtype),
             self.stats,
         )
+
+    def _openvino_part(self, kind: type, setting: str, model_id: str) -> Any:
+        """The OpenVINO part `setting` asks for, or None: torch runs it."""
+        backend = getattr(self.settings, setting)
+        what = "vision encoder" if setting == "vision_backend" else "detector"
+        if not openvino.should_use(backend, self.model.vision_encoder, self.device, self.dtype, setting):
+            return None
+        try:
+            cache = Path(self.settings.openvino_cache_dir)
+            return kind(self.model, self.image_size, cache, model_id, check_memory=backend == "auto")
+        except Exception as exc:  # "auto" must never cost the server its start: torch runs it exactly
+            if backend == "openvino":
+                raise ModelLoadError(f"The OpenVINO {what} could not be built: {exc}") from exc
+            log.warning("OpenVINO %s unavailable (%s); the %s runs on torch", what, exc, what)
+            return None
 
     # --- loading ---------------------------------------------------------------------------
     @classmethod
@@ -345,17 +350,21 @@ class Sam3Segmenter:
                 index = group[start : start + batch]
                 chunk = [concepts[i] for i in index]
                 geometry = box_inputs(chunk, rgb.shape[:2], self.device, self.dtype) if chunk[0].boxes else {}
-                out = self.model(
-                    vision_embeds=features.expand(len(index)),
-                    # Sam3Model.forward reads only `.pooler_output` of precomputed text embeddings.
-                    text_embeds=BaseModelOutputWithPooling(pooler_output=text_features[index]),
-                    attention_mask=attention_mask[index],
-                    **geometry,
-                )
+                if self._ov_detector is not None and not geometry:  # exemplar boxes stay on torch
+                    logits, presence, masks = self._ov_detector(features, text_features[index], attention_mask[index])
+                else:
+                    out = self.model(
+                        vision_embeds=features.expand(len(index)),
+                        # Sam3Model.forward reads only `.pooler_output` of precomputed text embeddings.
+                        text_embeds=BaseModelOutputWithPooling(pooler_output=text_features[index]),
+                        attention_mask=attention_mask[index],
+                        **geometry,
+                    )
+                    logits, presence, masks = out.pred_logits, out.presence_logits, out.pred_masks
                 self.stats["detector_passes"] += 1
                 # The reference's score: sigmoid(class logit) x sigmoid(presence logit).
-                chunk_scores = out.pred_logits.sigmoid() * out.presence_logits.sigmoid()
-                rows.update({i: (chunk_scores[k], out.pred_masks[k]) for k, i in enumerate(index)})
+                chunk_scores = logits.sigmoid() * presence.sigmoid()
+                rows.update({i: (chunk_scores[k], masks[k]) for k, i in enumerate(index)})
         scores = torch.stack([rows[i][0] for i in range(len(concepts))])  # (N, Q), in concept order
         low_res = torch.stack([rows[i][1] for i in range(len(concepts))])  # (N, Q, h, w) logits
         labels = [c.label for c in concepts]
