@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from annotate_support import FORMATS, OPTION_FLAGS, PROMPT, exports
 
 
@@ -28,6 +29,8 @@ def _command(source, out, model) -> list[str]:
             "--format", ",".join(FORMATS), "--model", str(model), "--device", "cpu", "-q", *OPTION_FLAGS]  # fmt: skip
 
 
+# Processes (the CLI, Ray workers) that each import torch and load the model: minutes when the machine is busy.
+@pytest.mark.timeout(900)
 def test_killed_three_times_then_rerun_gives_the_uninterrupted_exports(
     reference_run, photo_folder, tmp_path, tiny_model_path
 ):

@@ -27,6 +27,8 @@ def ray_cluster():
         ray.shutdown()
 
 
+# Processes (the CLI, Ray workers) that each import torch and load the model: minutes when the machine is busy.
+@pytest.mark.timeout(900)
 def test_a_ray_run_gives_the_local_runs_exports(ray_cluster, reference_run, photo_folder, tmp_path, tiny_model_path):
     out = tmp_path / "out"
     summary = annotate(photo_folder, out, PROMPT, formats=FORMATS, model=str(tiny_model_path), device="cpu", ray=True,
@@ -45,6 +47,8 @@ def _finished(out) -> int:
         return 0
 
 
+# Processes (the CLI, Ray workers) that each import torch and load the model: minutes when the machine is busy.
+@pytest.mark.timeout(900)
 def test_a_killed_driver_is_completed_by_a_rerun(ray_cluster, reference_run, photo_folder, tmp_path, tiny_model_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "segserve.cli", "annotate", str(photo_folder), "-p", PROMPT, "-o", str(out),
