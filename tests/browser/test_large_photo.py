@@ -9,7 +9,8 @@ opacity and confidence-filter interactions with performance.now() around each (m
 prints the numbers and writes them to test-artifacts/large-photo-timings.json; it ASSERTS what makes
 them fast: the masks are unpacked and their layers built once, no canvas is made and no RLE decoded
 per interaction, no canvas is larger than the picture on screen, hovering recomposes nothing, and
-the label tags do not overlap (8 of the masks share their box's top-left corner).
+the label tags do not overlap (8 of the masks share their box's top-left corner). The 36 MP overlay
+PNG is built in a worker: while it is, the button shows its progress and a hover is still answered.
 """
 
 from __future__ import annotations
@@ -229,8 +230,32 @@ def test_a_36_mp_photo_with_40_masks_stays_interactive(
             )
             assert apart, f"label tags overlap: {a} {b}"
 
+    # The overlay PNG is built at full resolution in a worker: while it runs, the button shows its
+    # progress and the picture still answers the pointer.
+    with page.expect_download(timeout=600_000) as dl:
+        page.click("#dl-overlay")
+        page.wait_for_function("() => /\\d+%$/.test(document.getElementById('dl-overlay').textContent)")
+        during = page.evaluate(
+            """async () => {
+              const L = window.segserve.state.layers, r = document.getElementById("mask-layer").getBoundingClientRect();
+              const shown = window.segserve.state.result.segments.find((s) => s.visible);
+              const [ax, ay] = L.byIndex.get(shown.index).anchor;
+              const t0 = performance.now();
+              document.getElementById("canvas-stack").dispatchEvent(new MouseEvent("mousemove",
+                { bubbles: true, clientX: r.left + (ax / L.dw) * r.width, clientY: r.top + (ay / L.dh) * r.height }));
+              await new Promise((res) => requestAnimationFrame(res));
+              return { ms: performance.now() - t0, hover: window.segserve.state.hover,
+                       busy: document.getElementById("dl-overlay").getAttribute("aria-busy") };
+            }"""
+        )
+    assert during["hover"] is not None and during["busy"] == "true", during
+    with Image.open(dl.value.path()) as overlay:
+        assert overlay.format == "PNG" and overlay.size == (SIZE, SIZE)
+    assert page.inner_text("#dl-overlay") == "Overlay PNG"
+
     times = out["times"]
     report = {
+        "hover_during_overlay_download_ms": round(during["ms"], 1),
         "photo": f"{SIZE}x{SIZE}",
         "masks": N_MASKS,
         "shown_canvas": next(c[1:] for c in shape["canvases"] if c[0] == "mask-layer"),
