@@ -88,6 +88,51 @@ def vision_flops(model: Any) -> float:
     return float(counter.get_total_flops())
 
 
+def detector_flops(engine: Any, image: np.ndarray) -> float:
+    """FLOPs of one detector pass for one concept (DETR encoder + decoder, mask head, scoring) on
+    precomputed vision and text features: counted while the torch detector runs it once."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    with torch.inference_mode():
+        features = engine.encode_image(image)
+        text, mask = engine.encode_text(["cat"])
+        with FlopCounterMode(display=False) as counter:
+            engine.model(
+                vision_embeds=features.expand(1),
+                text_embeds=BaseModelOutputWithPooling(pooler_output=text),
+                attention_mask=mask,
+            )
+    return float(counter.get_total_flops())
+
+
+class DetectorTimer:
+    """Records (concepts in the pass, seconds) of each detector pass the engine makes, on whichever
+    backend runs it."""
+
+    def __init__(self, engine: Any):
+        self.calls: list[tuple[int, float]] = []
+        if engine._ov_detector is not None:
+            self._wrap(engine, "_ov_detector", rows=lambda args, kwargs: args[1].shape[0])
+        else:
+            self._wrap(engine.model, "forward", rows=lambda args, kwargs: kwargs["attention_mask"].shape[0])
+
+    def _wrap(self, owner: Any, name: str, rows: Callable[[tuple, dict], int]) -> None:
+        fn = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            result = fn(*args, **kwargs)
+            self.calls.append((rows(args, kwargs), time.perf_counter() - start))
+            return result
+
+        setattr(owner, name, timed)
+
+    def per_concept(self, concepts: int) -> list[float]:
+        """Seconds per concept of the passes that carried `concepts` concepts."""
+        return [seconds / n for n, seconds in self.calls if n == concepts]
+
+
 # --- measuring ----------------------------------------------------------------------------------
 
 
@@ -231,6 +276,8 @@ def run(args: argparse.Namespace) -> None:
     post_ours = Timed(sam3_engine, "detections_to_result")
     vision_ref: list[float] = []
     _time_module(reference.vision_encoder, vision_ref)
+    det_flops = detector_flops(engine, test_image(seed=2))  # before the timer: a torch pass, counted
+    detector = DetectorTimer(engine)
 
     # Compilation (and first-touch allocation) happens on the first image: a server pays it once,
     # in its warm-up, before /readyz says ready. It is reported, not counted per request.
@@ -278,6 +325,7 @@ def run(args: argparse.Namespace) -> None:
         f"{engine.image_size}x{engine.image_size}); concepts {CONCEPTS}; threshold {OPTIONS.threshold} "
         f"(every query kept, up to {OPTIONS.max_segments} masks upsampled: worst-case post-processing). "
         f"Medians and ranges of {args.repeats} interleaved rounds; vision encoder: {engine.vision_backend}; "
+        f"detector: {engine.detector_backend}; "
         f"ViT layers compiled: {args.compile}.\n"
     )
     print("### (a) naive reference vs segserve, cold cache\n")
@@ -318,6 +366,15 @@ def run(args: argparse.Namespace) -> None:
         f"({flops / vision_s / 1e9 / peak:.0%} of peak) |"
     )
     print(f"| fp32 floor of the vision encoder (FLOPs / peak) | {flops / peak / 1e9:.2f} s |")
+    print(f"| detector FLOPs per concept (counted) | {det_flops / 1e12:.3f} TFLOP |")
+    for n in (1, len(CONCEPTS)):
+        times = detector.per_concept(n)
+        if times:
+            rate = det_flops / statistics.median(times) / 1e9
+            print(
+                f"| segserve's detector ({engine.detector_backend}), {n} concept(s) per pass, per concept "
+                f"| {spread(times)} s = {rate:.0f} GFLOP/s ({rate / peak:.0%} of peak) |"
+            )
     masks = f"{OPTIONS.max_segments} masks to {IMAGE_SIZE[1]}x{IMAGE_SIZE[0]}"
     print(f"| segserve post-processing (`detections_to_result`, {masks}) | {post_s:.3f} s |")
     print(f"| one-time warm-up (first image{', torch.compile' if args.compile else ''}) | {warmup:.1f} s |")
