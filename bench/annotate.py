@@ -92,7 +92,7 @@ def overhead(segmenter: Any, work: Path, n: int, size: tuple[int, int], rounds: 
                            **OPTIONS)  # fmt: skip
         annotate_rates.append(summary.done / (time.perf_counter() - start))
     ratio = statistics.median(a / b for a, b in zip(annotate_rates, loop_rates))
-    print(f"| {segmenter.model_id} | {size[0]}x{size[1]} | {n} | "
+    print(f"| {Path(segmenter.model_id).name} | {size[0]}x{size[1]} | {n} | "
           f"{statistics.median(loop_rates):.2f} | {statistics.median(annotate_rates):.2f} | {ratio:.3f} |")  # fmt: skip
 
 
@@ -158,7 +158,7 @@ def main() -> None:
     if args.only in (None, "overhead"):
         print("| model | image | images | loop img/s | annotate img/s | annotate / loop |\n|---|---|---|---|---|---|")
         for size in ((160, 120), (640, 480)):
-            overhead(segmenter, work, 100, size, rounds=3)
+            overhead(segmenter, work, 40, size, rounds=3)
         print()
     if args.only in (None, "memory"):
         print("| images | done | instances | RSS @200 (MiB) | RSS @last (MiB) | growth | wall |")
@@ -167,7 +167,7 @@ def main() -> None:
         print()
     if args.only in (None, "ray"):
         print("| actors | images | wall (incl. start-up) | img/s |\n|---|---|---|---|")
-        ray_actors(model, work, 200)
+        ray_actors(model, work, 80)
 
 
 if __name__ == "__main__":
