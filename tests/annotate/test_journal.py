@@ -30,7 +30,7 @@ def test_a_result_round_trips_through_its_json_exactly():
 def test_outcomes_persist_and_only_pending_images_are_todo(tmp_path):
     with Journal(tmp_path) as journal:
         journal.claim(RUN)
-        journal.sync_listing(["a.jpg", "b.jpg", "c.jpg"])
+        journal.sync_listing(["a.jpg", "b.jpg", "c.jpg"], ["/abs/a.jpg", "/abs/b.jpg", "/abs/c.jpg"])
         journal.record_done("a.jpg", _result())
         journal.record_failed("b.jpg", "invalid_image", "broken")
     with Journal(tmp_path) as journal:  # a new process would see the same
@@ -40,7 +40,7 @@ def test_outcomes_persist_and_only_pending_images_are_todo(tmp_path):
         assert journal.counts() == {"pending": 1, "done": 1, "failed": 1}
         assert journal.failures() == [("b.jpg", "invalid_image", "broken")]
         assert sorted(journal.labels()) == ["cat", "dog"]
-        (record,) = journal.done({"a.jpg": "/abs/a.jpg"})
+        (record,) = journal.done()
         assert (record.key, record.location, record.width, record.height) == ("a.jpg", "/abs/a.jpg", 7, 5)
 
 

@@ -6,7 +6,7 @@ loses at most the images in flight; a re-run asks `todo()` and carries on. WAL w
 are then simply redone). The run's fingerprint (prompt, model, options) is stored once: a re-run
 that asks for something else is refused, since mixing two runs' results in one export is wrong.
 
-    images(key, pos, status, width, height, result, error_code, error_message)
+    images(key, location, pos, status, width, height, result, error_code, error_message)
       status: pending | done | failed;  pos: the image's place in the latest listing (NULL: gone)
       result: JSON {"rles": [COCO counts], "boxes": [[x1,y1,x2,y2]], "scores": [...], "labels": [...]}
 """
@@ -29,6 +29,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
     key TEXT PRIMARY KEY,
+    location TEXT,
     pos INTEGER,
     status TEXT NOT NULL DEFAULT 'pending',
     width INTEGER,
@@ -130,14 +131,17 @@ class Journal:
                 self._db.execute("DELETE FROM images")
             self.set_meta("fingerprint", fingerprint)
 
-    def sync_listing(self, keys: Sequence[str]) -> None:
-        """Record SOURCE's current listing: new images become pending; every image gets its place;
-        images no longer listed keep their rows (their work is not lost) but leave the exports."""
+    def sync_listing(self, keys: Sequence[str], locations: Sequence[str] | None = None) -> None:
+        """Record SOURCE's current listing (keys, and where each image is: path or URL): new images
+        become pending; every image gets its place; images no longer listed keep their rows (their
+        work is not lost) but leave the exports."""
+        locations = locations or keys
         with self._transaction():
             self._db.execute("UPDATE images SET pos = NULL")
             self._db.executemany(
-                "INSERT INTO images (key, pos) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET pos = excluded.pos",
-                ((k, i) for i, k in enumerate(keys)),
+                "INSERT INTO images (key, location, pos) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET pos = excluded.pos, location = excluded.location",
+                ((k, loc, i) for i, (k, loc) in enumerate(zip(keys, locations))),
             )
 
     # --- progress ----------------------------------------------------------------------------
@@ -182,14 +186,14 @@ class Journal:
         )
         return [v for (v,) in rows]
 
-    def done(self, locations: dict[str, str] | None = None) -> Iterator[Record]:
+    def done(self) -> Iterator[Record]:
         """Every finished image in listing order, one at a time (the exports never hold all masks)."""
-        locations = locations or self.meta("locations") or {}
         rows = self._db.execute(
-            "SELECT key, width, height, result FROM images WHERE pos IS NOT NULL AND status = 'done' ORDER BY pos"
+            "SELECT key, location, width, height, result FROM images "
+            "WHERE pos IS NOT NULL AND status = 'done' ORDER BY pos"
         )
-        for key, width, height, text in rows:
-            yield Record(key, locations.get(key, key), width, height, result_from_json(text, height, width))
+        for key, location, width, height, text in rows:
+            yield Record(key, location or key, width, height, result_from_json(text, height, width))
 
     def _transaction(self) -> Any:
         db = self._db

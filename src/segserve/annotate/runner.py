@@ -148,7 +148,7 @@ def run(
     stop = stop or threading.Event()
     with Journal(out) as journal:
         journal.claim(fingerprint(request, backend.name), restart=restart)
-        journal.sync_listing([ref.key for ref in listing.images])
+        journal.sync_listing([ref.key for ref in listing.images], [ref.location for ref in listing.images])
         journal.set_meta(
             "run",
             {
@@ -159,7 +159,6 @@ def run(
                 **(export_options or {}),
             },
         )
-        journal.set_meta("locations", {ref.key: ref.location for ref in listing.images})
         by_key = {ref.key: ref for ref in listing.images}
         todo = [by_key[k] for k in journal.todo(retry_failed=retry_failed)]
         progress = Progress(len(listing.images), len(listing.images) - len(todo), quiet=quiet)
