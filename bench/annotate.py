@@ -140,7 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("overhead", "memory", "ray"))
     parser.add_argument("--full", action="store_true", help="the overhead table on full-size SAM 3 only")
-    parser.add_argument("--images", type=int, default=2000, help="images in the memory run")
+    parser.add_argument("--images", type=int, default=2000, help="images in the memory run (with --only ray: Ray's)")
     args = parser.parse_args()
     import torch
 
@@ -167,7 +167,7 @@ def main() -> None:
         print()
     if args.only in (None, "ray"):
         print("| actors | images | wall (incl. start-up) | img/s |\n|---|---|---|---|")
-        ray_actors(model, work, 80)
+        ray_actors(model, work, args.images if args.only == "ray" else 80)
 
 
 if __name__ == "__main__":
