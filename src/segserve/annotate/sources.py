@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segserve.errors import ImageTooLargeError, InvalidImageError, InvalidParameterError
+from segserve.errors import ImageTooLargeError, InvalidImageError, InvalidImageURLError, InvalidParameterError
 from segserve.settings import Settings
 
 # Lower-case suffixes a folder or glob source picks up; Pillow's allow-list decides the rest.
@@ -115,8 +115,15 @@ def read_bytes(ref: ImageRef, settings: Settings) -> bytes:
     if ref.is_url:
         import asyncio
 
-        # Lazy: segserve.api's __init__ builds the FastAPI app module, so this needs the [server] extra.
-        from segserve.api.fetch import fetch_image
+        try:
+            # segserve.api's __init__ imports the FastAPI app, so the fetcher needs the [server] extra
+            # (moving fetch.py + addresses.py out of api/ would lift that).
+            from segserve.api.fetch import fetch_image
+        except ModuleNotFoundError as exc:
+            raise InvalidImageURLError(
+                f"URL images need the [server] extra ({exc.name} is not installed): pip install 'segserve[server]'.",
+                param="image",
+            ) from None
 
         return asyncio.run(fetch_image(ref.location, settings))
     try:
