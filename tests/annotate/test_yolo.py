@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import PIL.Image
 import pytest
 
 from segserve.annotate.exporters.yolo import _area
@@ -18,6 +19,9 @@ def ultralytics_offline(tmp_path, monkeypatch):
     # Read at import: no hub calls, no settings file in the home folder.
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics-config"))
+    # Importing ultralytics replaces PIL.Image.open process-wide (a hook that pip-installs pi-heif on
+    # an unidentified image); monkeypatch puts Pillow's own back after the test, for the tests after it.
+    monkeypatch.setattr(PIL.Image, "open", PIL.Image.open)
     from ultralytics.data import YOLODataset
     from ultralytics.data.utils import check_det_dataset
 

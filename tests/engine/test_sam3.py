@@ -252,16 +252,17 @@ def test_gated_or_unreachable_hub_model_says_what_to_do(monkeypatch):
 
 def test_gated_error_is_recognised(monkeypatch):
     import httpx
-    import transformers
+    import huggingface_hub
     from huggingface_hub.errors import GatedRepoError
 
     def gated(*args, **kwargs):
-        request = httpx.Request("GET", "https://huggingface.co/facebook/sam3/resolve/main/config.json")
+        request = httpx.Request("HEAD", "https://huggingface.co/facebook/sam3/resolve/main/config.json")
         raise GatedRepoError(
             "401 Client Error. Cannot access gated repo.", response=httpx.Response(401, request=request)
         )
 
-    monkeypatch.setattr(transformers.Sam3Processor, "from_pretrained", gated)
+    # The hub's answer to the one probe that loading makes (engine/loading.py; no network here).
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", gated)
     with pytest.raises(ModelLoadError, match="is gated"):
         Sam3Segmenter.from_pretrained("facebook/sam3")
 

@@ -3,7 +3,9 @@ no conflicting duplicates; and the operator's glossary: format, errors by line, 
 
 from __future__ import annotations
 
+import importlib.util
 from importlib import resources
+from pathlib import Path
 
 import pytest
 import yaml
@@ -50,7 +52,10 @@ def _key(name: str) -> str:
 
 def _categories(dataset: str) -> list[list[str]]:
     """Each category of an Ultralytics dataset file as its names ("aerosol can/spray can")."""
-    path = resources.files("ultralytics") / "cfg" / "datasets" / f"{dataset}.yaml"
+    # Found without importing ultralytics: its import replaces PIL.Image.open for the whole process
+    # (a HEIF hook that pip-installs pi-heif), which would change every later image test.
+    package = Path(importlib.util.find_spec("ultralytics").submodule_search_locations[0])
+    path = package / "cfg" / "datasets" / f"{dataset}.yaml"
     names = yaml.safe_load(path.read_text(encoding="utf-8"))["names"]
     return [name.split("/") for name in names.values()]
 
