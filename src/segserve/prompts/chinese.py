@@ -20,20 +20,19 @@ Any word found nowhere is reported (400 `invalid_prompt`), never guessed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
-import unicodedata
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from segserve.errors import InvalidPromptError
-from segserve.prompts.lexicon import CJK, GLOSSARY_HELP, Lexicon, get_lexicon
 
-if TYPE_CHECKING:
-    from segserve.prompts.parsing import Concept
+# normalise and has_chinese live with the lexicon, which normalises its own terms the same way.
+from segserve.prompts.lexicon import GLOSSARY_HELP, Lexicon, get_lexicon, has_chinese, normalise
 
 # Words that add nothing to what the model looks for: articles, measure words, "all of the ...".
 FILLERS = frozenset({
@@ -83,25 +82,6 @@ class UnknownWordsError(ValueError):
     def __init__(self, words: list[str]):
         self.words = words
         super().__init__(", ".join(words))
-
-
-def has_chinese(text: str) -> bool:
-    return CJK.search(text) is not None
-
-
-@functools.lru_cache(maxsize=1)
-def _t2s() -> Any:
-    import opencc
-
-    return opencc.OpenCC("t2s")
-
-
-def normalise(text: str) -> str:
-    """NFKC (full-width forms, U+3000), traditional -> simplified, lower case, whitespace collapsed."""
-    text = " ".join(unicodedata.normalize("NFKC", text).split())
-    if has_chinese(text):
-        text = _t2s().convert(text)
-    return text.casefold()
 
 
 class _Jieba:
@@ -280,16 +260,15 @@ def _phrase(segment: list[tuple[str, str]]) -> str:
     return " ".join(words)
 
 
-def chinese_labels(concepts: Sequence[Concept], glossary: Path | str | None = None) -> list[Concept]:
-    """The concepts labelled in Chinese (`label_language=zh`): an English label becomes the lexicon's
-    first term for its text (person -> 人); a label already Chinese, or one the lexicon lacks, stays."""
-    from segserve.prompts.parsing import Concept  # parsing imports this module
-
+def chinese_labels(concepts: Sequence[Any], glossary: Path | str | None = None) -> list[Any]:
+    """The `Concept`s labelled in Chinese (`label_language=zh`): an English label becomes the lexicon's
+    first term for its text (person -> 人); a label already Chinese, or one the lexicon lacks, stays.
+    (Duck-typed: parsing.py, where `Concept` lives, imports this module.)"""
     lexicon = get_lexicon(glossary)
     out = []
     for c in concepts:
         name = None if c.text is None or has_chinese(c.label) else lexicon.chinese_label(c.text)
-        out.append(c if name is None else Concept(name, c.text, c.boxes))
+        out.append(c if name is None else dataclasses.replace(c, label=name))
     return out
 
 

@@ -18,13 +18,16 @@ because commas already separate concepts in a prompt, and English concepts may c
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("segserve.prompts")
 
@@ -34,6 +37,27 @@ CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f
 # An English concept is a short phrase: a few words, no concept separators. Kept well inside the text
 # encoder's 32 tokens (CLIP's BPE gives a common English word one token; the engine truncates anyway).
 MAX_ENGLISH_WORDS = 8
+
+
+def has_chinese(text: str) -> bool:
+    return CJK.search(text) is not None
+
+
+@functools.lru_cache(maxsize=1)
+def _t2s() -> Any:
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def normalise(text: str) -> str:
+    """NFKC (full-width forms, U+3000), traditional -> simplified, lower case, whitespace collapsed."""
+    text = " ".join(unicodedata.normalize("NFKC", text).split())
+    if has_chinese(text):
+        text = _t2s().convert(text)
+    return text.casefold()
+
+
 _SEPARATORS = re.compile(r"[,，、;；]")
 
 GLOSSARY_HELP = (
@@ -125,8 +149,6 @@ def read_glossary(path: Path | str) -> dict[str, str]:
     """The glossary's entries, terms normalised as prompts are (traditional -> simplified).
 
     Raises `GlossaryError` listing every bad line, or when the file cannot be read."""
-    from segserve.prompts.chinese import normalise
-
     try:
         text = Path(path).expanduser().read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
