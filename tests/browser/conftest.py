@@ -7,6 +7,7 @@ through `executable_path`, so Playwright's own browser download is never needed.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,9 @@ from playwright.sync_api import Browser, sync_playwright
 
 from segserve.api.app import create_app
 from segserve.settings import Settings
+
+# --import-mode=importlib puts no test folder on sys.path; the page helper is browser_support.py.
+sys.path.insert(0, str(Path(__file__).parent))
 
 API_KEY = "test-key"
 CHROMIUM = "/usr/bin/chromium"

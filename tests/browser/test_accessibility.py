@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_support import open_page
 from playwright.sync_api import Browser, Page
 
 AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
@@ -38,17 +39,8 @@ def scheme(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def page(browser: Browser, server_url: str, scheme: str) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, color_scheme=scheme)  # type: ignore[arg-type]
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.set_default_timeout(60_000)
-    pg.goto(server_url + "/")
-    try:
+    with open_page(browser, server_url + "/", color_scheme=scheme) as pg:  # type: ignore[arg-type]
         yield pg
-        assert errors == [], f"JavaScript errors on the page: {errors}"
-    finally:
-        context.close()
 
 
 def test_no_serious_accessibility_violations_and_screenshots(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_support import open_page
 from PIL import Image
 from playwright.sync_api import Browser, Page, Route
 
@@ -86,17 +87,8 @@ def large_case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 @pytest.fixture
 def page(browser: Browser, server_url: str) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.set_default_timeout(240_000)
-    pg.goto(server_url + "/")
-    try:
+    with open_page(browser, server_url + "/", timeout_ms=240_000) as pg:
         yield pg
-        assert errors == [], f"JavaScript errors on the page: {errors}"
-    finally:
-        context.close()
 
 
 # Each interaction starts on a frame boundary; `total` runs to the next frame (the redraw happens in a

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+from browser_support import open_page
 from PIL import Image
 from playwright.sync_api import Browser, Page
 
@@ -30,20 +31,14 @@ SEGMENT_URL = "/v1/images/segmentation"
 @pytest.fixture
 def page(browser: Browser, server_url: str) -> Iterator[Page]:
     """A fresh page (own storage) whose every request URL is recorded in `page.requested`."""
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
-    pg = context.new_page()
     requested: list[str] = []
-    context.on("request", lambda req: requested.append(req.url))
-    pg.requested = requested  # type: ignore[attr-defined]
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.set_default_timeout(60_000)
-    pg.goto(server_url + "/")
-    try:
+
+    def record(context, pg) -> None:
+        context.on("request", lambda req: requested.append(req.url))
+        pg.requested = requested  # type: ignore[attr-defined]
+
+    with open_page(browser, server_url + "/", accept_downloads=True, before_load=record) as pg:
         yield pg
-        assert errors == [], f"JavaScript errors on the page: {errors}"
-    finally:
-        context.close()
 
 
 def _assert_only_own_origin(requested: list[str], server_url: str) -> None:

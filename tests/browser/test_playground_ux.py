@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_support import open_page
 from PIL import Image
 from playwright.sync_api import Browser, Page, Request
 
@@ -28,19 +29,15 @@ SEGMENT_URL = "/v1/images/segmentation"
 
 @pytest.fixture
 def page(browser: Browser, server_url: str) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    """A fresh page, not yet loaded, whose segmentation requests are kept in `page.posts`."""
     posts: list[Request] = []
-    pg.on("request", lambda r: posts.append(r) if r.url.endswith(SEGMENT_URL) else None)
-    pg.posts = posts  # type: ignore[attr-defined]
-    pg.set_default_timeout(60_000)
-    try:
+
+    def record(context, pg) -> None:
+        pg.on("request", lambda r: posts.append(r) if r.url.endswith(SEGMENT_URL) else None)
+        pg.posts = posts  # type: ignore[attr-defined]
+
+    with open_page(browser, None, before_load=record) as pg:
         yield pg
-        assert errors == [], f"JavaScript errors on the page: {errors}"
-    finally:
-        context.close()
 
 
 def _frames(page: Page) -> None:

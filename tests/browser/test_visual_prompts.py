@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_support import open_page
 from PIL import Image
 from playwright.sync_api import Browser, Page, Route
 
@@ -44,18 +45,8 @@ window.fetch = function (url, init) {
 
 
 def _new_page(browser: Browser, server_url: str, **context_options: Any) -> Iterator[Page]:
-    context = browser.new_context(**{"viewport": {"width": 1440, "height": 900}, **context_options})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.add_init_script(RECORD_FETCH)
-    pg.set_default_timeout(60_000)
-    pg.goto(server_url + "/")
-    try:
+    with open_page(browser, server_url + "/", init_script=RECORD_FETCH, **context_options) as pg:
         yield pg
-        assert errors == [], f"JavaScript errors on the page: {errors}"
-    finally:
-        context.close()
 
 
 @pytest.fixture
