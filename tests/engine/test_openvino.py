@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from segserve.engine import openvino
+from segserve.engine.detector import TextDetector
 from segserve.engine.sam3 import Sam3Segmenter
 from segserve.types import SegmentOptions
 
@@ -282,13 +283,11 @@ def test_detector_outputs_match_torch(ov_detector, tiny_segmenter, rgb_image):
     with torch.inference_mode():
         features = seg.encode_image(rgb_image)
         text, mask = seg.encode_text(["cat", "a red car", "dog"])
-        got = seg._ov_detector(features, text, mask)
-        out = seg.model(
-            vision_embeds=features.expand(3),
-            text_embeds=__import__("transformers").modeling_outputs.BaseModelOutputWithPooling(pooler_output=text),
-            attention_mask=mask,
-        )
-    for ours, ref in zip(got, (out.pred_logits, out.presence_logits, out.pred_masks)):
+        inputs = [*features.detector.tensors(), text, mask]
+        got = seg._ov_detector(*inputs)
+        want = TextDetector(seg.model).eval()(*inputs)
+    # logits, presence, query embeddings, their bias, pixel embeddings
+    for ours, ref in zip(got, want, strict=True):
         assert ours.shape == ref.shape
         assert float((ours - ref).abs().max()) < 1e-5
 

@@ -18,6 +18,8 @@ class VisionFeatures:
     fpn_hidden_states: tuple[torch.Tensor, ...]
     fpn_position_encoding: tuple[torch.Tensor, ...]
     backbone: torch.Tensor
+    # The detector's per-image part (engine/detector.py), where the engine computed it.
+    detector: Any = None
 
     def nbytes(self, include_position: bool = True) -> int:
         """Bytes held. `include_position=False` leaves out the position encodings, which the
@@ -25,7 +27,8 @@ class VisionFeatures:
         tensors = [*self.fpn_hidden_states, self.backbone]
         if include_position:
             tensors += self.fpn_position_encoding
-        return sum(t.numel() * t.element_size() for t in tensors)
+        detector = self.detector.nbytes() if self.detector is not None else 0
+        return sum(t.numel() * t.element_size() for t in tensors) + detector
 
     def expand(self, n: int) -> Any:
         """One row per concept, as views of the same memory (the batch dimension is 1)."""
@@ -39,10 +42,16 @@ class VisionFeatures:
 
 
 def features_nbytes(model: Any, dtype: torch.dtype) -> int:
-    """Bytes of one image's cached features (FPN levels + ViT output), from the model's config."""
+    """Bytes of one image's cached features (FPN levels + ViT output + the detector's per-image
+    part, see engine/detector.py), from the model's config."""
     vision = model.config.vision_config
     vit = vision.backbone_config
     grid = int(vit.image_size) // int(vit.patch_size)
-    fpn = sum(int(grid * s) ** 2 for s in vision.scale_factors) * int(vision.fpn_hidden_size)
+    width = int(vision.fpn_hidden_size)
+    sides = [int(grid * s) for s in vision.scale_factors]
+    fpn = sum(side**2 for side in sides) * width
     backbone = grid * grid * int(vit.hidden_size)
-    return (fpn + backbone) * torch.empty((), dtype=dtype).element_size()
+    # Detector state: the DETR encoder's tokens + their positions, and the pixel decoder's skips.
+    *finer, coarsest = sides[:-1]
+    detector = (2 * coarsest**2 + sum(side**2 for side in finer)) * width
+    return (fpn + backbone + detector) * torch.empty((), dtype=dtype).element_size()

@@ -132,13 +132,13 @@ class OpenVINOVisionEncoder(_Converted):
 
 
 class OpenVINODetector(_Converted):
-    """The detector for text concepts: (vision features, text features (N, 32, D), attention mask
-    (N, 32)) -> (pred_logits, presence_logits, pred_masks), the tensors `Sam3Model.forward` gives."""
+    """The per-concept detector for text concepts, callable like `detector.TextDetector`: (the
+    image's `DetectorImageState` tensors, text features (N, 32, D), attention mask (N, 32)) ->
+    (pred_logits, presence_logits, query embeddings, their bias, pixel embeddings)."""
 
     part = "detector"
 
-    def __call__(self, features: Any, text: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        tensors = [*features.fpn_hidden_states, *features.fpn_position_encoding, features.backbone, text, mask]
+    def __call__(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(self._infer([t.contiguous() for t in tensors]))
 
 
@@ -147,8 +147,9 @@ def cache_path(cache_dir: Path | str, key: str, part: str = "vision") -> Path:
 
 
 def _key_name(model_id: str, part: str) -> str:
-    # The vision key is what it was before the detector converted too, so existing caches stay valid.
-    return model_id if part == "vision" else f"{model_id}#{part}"
+    # The vision key is what it was before the detector converted too, so existing caches stay valid;
+    # the detector's names its graph (the split of engine/detector.py), so an older one is not read.
+    return model_id if part == "vision" else f"{model_id}#{part}#split"
 
 
 def _read_cache(core: Any, path: Path) -> Any:

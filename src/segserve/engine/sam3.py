@@ -25,6 +25,7 @@ import torch
 
 from segserve.engine import openvino
 from segserve.engine.cache import LRUCache, image_key
+from segserve.engine.detector import MaskLogits, TextDetector, image_state, splittable
 from segserve.engine.everything import GridSegmenter
 from segserve.engine.features import VisionFeatures, features_nbytes
 from segserve.engine.loading import (
@@ -118,6 +119,7 @@ class Sam3Segmenter:
         self.vision_backend = "openvino" if self._openvino is not None else "torch"
         self._ov_detector = self._openvino_part(openvino.OpenVINODetector, "detector_backend", model_id)
         self.detector_backend = "openvino" if self._ov_detector is not None else "torch"
+        self._text_detector = TextDetector(model).eval()
         # Grid-mode everything. Its tracker loads on first use: no memory until then.
         self.grid = GridSegmenter(
             cfg,
@@ -266,21 +268,28 @@ class Sam3Segmenter:
             self.stats["vision_cache_hits"] += 1
             return cached
         self.stats["vision_cache_misses"] += 1
-        pixel_values = self.preprocess(rgb)
+        features = self.run_vision(self.preprocess(rgb))
+        self.stats["vision_passes"] += 1
+        if splittable(features):
+            # The detector's per-image part (~1 % of the ViT's cost), cached with the features so
+            # that every concept and re-prompt on this image skips it (engine/detector.py).
+            features.detector = image_state(self.model, features)
+        self.vision_cache.put(key, features)
+        return features
+
+    def run_vision(self, pixel_values: torch.Tensor) -> VisionFeatures:
+        """The ViT + neck on preprocessed pixels (1, 3, S, S), on whichever backend runs it."""
         if self._openvino is not None:
             backbone, fpn, position = self._openvino(pixel_values)
         else:
             out = self.model.get_vision_features(pixel_values=pixel_values)
             backbone, fpn, position = out.last_hidden_state, tuple(out.fpn_hidden_states), out.fpn_position_encoding
-        self.stats["vision_passes"] += 1
         # Sam3Model.forward drops the last (0.5x) level itself, so all levels are passed through.
         position = tuple(position)
         # The sine position encodings depend only on the feature sizes: keep one copy per size so
         # eight cached images don't hold eight identical ~110 MB copies.
         position = self._position_encodings.setdefault(tuple(t.shape for t in position), position)
-        features = VisionFeatures(fpn_hidden_states=fpn, fpn_position_encoding=position, backbone=backbone)
-        self.vision_cache.put(key, features)
-        return features
+        return VisionFeatures(fpn_hidden_states=fpn, fpn_position_encoding=position, backbone=backbone)
 
     def encode_text(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Texts -> (text features (N, 32, D), attention mask (N, 32)), each text cached.
@@ -350,8 +359,11 @@ class Sam3Segmenter:
                 index = group[start : start + batch]
                 chunk = [concepts[i] for i in index]
                 geometry = box_inputs(chunk, rgb.shape[:2], self.device, self.dtype) if chunk[0].boxes else {}
-                if self._ov_detector is not None and not geometry:  # exemplar boxes stay on torch
-                    logits, presence, masks = self._ov_detector(features, text_features[index], attention_mask[index])
+                if features.detector is not None and not geometry:  # exemplar boxes take Sam3Model.forward
+                    inputs = [*features.detector.tensors(), text_features[index], attention_mask[index]]
+                    run = self._ov_detector if self._ov_detector is not None else self._text_detector
+                    logits, presence, queries, bias, pixels = run(*inputs)
+                    masks = [(queries[k], bias[k], pixels[k]) for k in range(len(index))]
                 else:
                     out = self.model(
                         vision_embeds=features.expand(len(index)),
@@ -366,7 +378,7 @@ class Sam3Segmenter:
                 chunk_scores = logits.sigmoid() * presence.sigmoid()
                 rows.update({i: (chunk_scores[k], masks[k]) for k, i in enumerate(index)})
         scores = torch.stack([rows[i][0] for i in range(len(concepts))])  # (N, Q), in concept order
-        low_res = torch.stack([rows[i][1] for i in range(len(concepts))])  # (N, Q, h, w) logits
+        low_res = MaskLogits([rows[i][1] for i in range(len(concepts))])  # (N, Q, h, w) logits, on demand
         labels = [c.label for c in concepts]
         return detections_to_result(scores, low_res, labels, rgb.shape[:2], options, rgb)
 
