@@ -82,14 +82,17 @@ def upsample_conv(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
         t = k.unbind(dim)
         return torch.stack([t[0], t[1] + t[2]], dim), torch.stack([t[0] + t[1], t[2]], dim)
 
-    kernels = [by_col for by_row in taps(w, 2) for by_col in taps(by_row, 3)]  # phases (0,0) (0,1) (1,0) (1,1)
-    out = F.conv2d(F.pad(x, (1, 1, 1, 1)), torch.cat(kernels))  # (N, 4*C_out, H+1, W+1)
+    kernels = [by_col for by_row in taps(w, 2) for by_col in taps(by_row, 3)]
+    # Phase (a, b) reads x rows (i-1+a, i+a) and columns (j-1+b, j+b): padded so each comes out HxW.
+    phases = [
+        F.conv2d(F.pad(x, (1 - b, b, 1 - a, a)), kernel)
+        for kernel, (a, b) in zip(kernels, itertools.product((0, 1), (0, 1)), strict=True)
+    ]
     n, c, h, w_ = x.shape[0], w.shape[0], x.shape[-2], x.shape[-1]
-    offsets = enumerate(itertools.product((0, 1), (0, 1)))
-    phases = [out[:, k * c : (k + 1) * c, a : a + h, b : b + w_] for k, (a, b) in offsets]
-    # (N, C, H, 2 (row phase), W, 2 (column phase)) -> (N, C, 2H, 2W)
-    grid = torch.stack([torch.stack(phases[0:2], -1), torch.stack(phases[2:4], -1)], 3)
-    return grid.reshape(n, c, 2 * h, 2 * w_)
+    # Channel c * 4 + (2a + b) -> pixel (2i + a, 2j + b): a depth-to-space. Interleaving the phases
+    # by strided stacking instead became a slow reference Concat in OpenVINO (the 288^2 stage 0.60
+    # vs 0.46 s on a half-speed 2-core CPU).
+    return F.pixel_shuffle(torch.stack(phases, 2).reshape(n, 4 * c, h, w_), 2)
 
 
 class TextDetector(torch.nn.Module):

@@ -2,15 +2,17 @@
 
 Two parts convert: the vision encoder (ViT + FPN neck) and the detector (DETR encoder and decoder,
 mask head, scoring) for text concepts. Measured on the full-size model, 2-core AVX2 CPU, fp32
-(bench/README.md): one vision pass 31-33 s with OpenVINO vs 37 s with torch (sdpa), outputs within
-2.3e-5 of torch; the detector ~1.5x faster, within ~1e-6. OpenVINO fuses the layer norms, GELU,
-RoPE and residual adds around the matmuls, which torch runs as separate passes over memory.
+(bench/README.md): one vision pass 31-33 s with OpenVINO vs 37 s with torch (sdpa) on a quiet
+machine, outputs within 2.3e-5 of torch; the text detector (split as engine/detector.py) ~1.2x
+faster than the same split on torch, within ~1e-5. OpenVINO fuses the layer norms, GELU, RoPE and
+residual adds around the matmuls, which torch runs as separate passes over memory.
 `INFERENCE_PRECISION_HINT=f32` keeps it exact: on CPUs with AMX or AVX-512 BF16, OpenVINO would
 otherwise pick bf16.
 
-Converting (tracing through torch) takes minutes and peaks at ~15 GB for the ViT, ~7 GB for the
-detector, so each converted part is saved once to a disk cache, keyed by what determines it (model
-id, weights fingerprint, input size, library versions); later starts read it in seconds. The
+Converting (tracing through torch) takes minutes and peaks at ~21 GB for the ViT (the process
+holding the whole model), ~10 GB for the detector, so each converted part is saved once to a disk
+cache, keyed by what determines it (model id, weights fingerprint, input size, library versions,
+the detector graph's source); later starts read it in seconds. The
 conversion runs in a child process (`python -m segserve.engine.openvino`, or ahead of time:
 `segserve convert`), so its peak is returned to the system when it ends instead of staying in the
 server's heap.
@@ -42,9 +44,11 @@ MIN_PARAMETERS = 50_000_000
 PARTS = ("vision", "detector")
 _NAMES = {"vision": "vision encoder", "detector": "detector"}
 _FILES = {"vision": "vision_encoder.xml", "detector": "detector.xml"}
-# Peak memory of a conversion per parameter of the part, measured on the full-size model: ~15 GB
-# for the ViT's 454M; ~6.5 GB for the detector's 25M (its activations at 72x72 tokens dominate).
-CONVERT_BYTES_PER_PARAMETER = {"vision": 34, "detector": 260}
+# Peak memory of a converting process per parameter of the part, measured on the full-size model
+# (OpenVINO 2026.4): 22.7 GB max RSS for the ViT's 454M, the whole model loaded as the child loads
+# it; 9.9 GB for the detector's 25M likewise (measured before engine/detector.py's split; its
+# activations at 72x72 tokens, not its weights, dominate).
+CONVERT_BYTES_PER_PARAMETER = {"vision": 50, "detector": 400}
 # The child's exit status when the checkpoint on disk is not the model in memory (see `convert_in_child`).
 _EXIT_OTHER_WEIGHTS = 3
 
@@ -147,9 +151,15 @@ def cache_path(cache_dir: Path | str, key: str, part: str = "vision") -> Path:
 
 
 def _key_name(model_id: str, part: str) -> str:
-    # The vision key is what it was before the detector converted too, so existing caches stay valid;
-    # the detector's names its graph (the split of engine/detector.py), so an older one is not read.
-    return model_id if part == "vision" else f"{model_id}#{part}#split"
+    # The vision key is what it was before the detector converted too, so existing caches stay valid.
+    # The detector's graph is segserve's own code (engine/detector.py): its source is in the key, so
+    # a changed graph is converted again instead of read stale.
+    if part == "vision":
+        return model_id
+    from segserve.engine import detector, openvino_graphs
+
+    source = b"".join(Path(m.__file__).read_bytes() for m in (detector, openvino_graphs))
+    return f"{model_id}#{part}#{hashlib.sha256(source).hexdigest()[:12]}"
 
 
 def _read_cache(core: Any, path: Path) -> Any:
