@@ -3,6 +3,8 @@
     python bench/serve_memory.py --tiny                 # checks the script in a minute
     python bench/serve_memory.py --full [--convert]     # full-size SAM 3, random weights (~20 min on 2 cores)
     python bench/serve_memory.py --model DIR            # any checkpoint directory
+    SEGSERVE_VISION_BACKEND=torch SEGSERVE_DETECTOR_BACKEND=torch python bench/serve_memory.py --full --no-grid
+                                                        # the torch baseline (SEGSERVE_* reach the server)
 
 Starts `segserve serve` (a subprocess, default settings but the model, the OpenVINO cache and no
 auth), waits for /readyz, then sends: one concept (the first request), three concepts, and an
@@ -128,7 +130,7 @@ def run(args: argparse.Namespace) -> None:
                 ("first request, 1 concept", {"prompt": "person"}),
                 ("3 concepts, new image content", {"prompt": "person, rocket, flag", "threshold": "0.0"}),
                 ("everything, grid mode", {"prompt": "", "everything_mode": "grid"}),
-            )
+            )[: 2 if args.no_grid else 3]
             for shift, (name, fields) in enumerate(requests):
                 image = _photo_jpeg(shift * 7)  # each phase on its own content: the vision cache can't answer it
                 began = time.perf_counter()
@@ -164,6 +166,7 @@ def main() -> None:
     parser.add_argument("--convert", action="store_true", help="run `segserve convert` before serving")
     parser.add_argument("--cache-dir", help="the OpenVINO cache to use (default: a fresh temporary one)")
     parser.add_argument("--quiet", action="store_true", help="hide the server's log")
+    parser.add_argument("--no-grid", action="store_true", help="skip the grid-mode request (~5-10 min on 2 cores)")
     run(parser.parse_args())
 
 
