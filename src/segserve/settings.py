@@ -57,8 +57,9 @@ class Settings(BaseSettings):
     # Who runs the ViT: "auto" = OpenVINO for a full-size fp32 model on the CPU when `openvino` is
     # installed (exact to ~2e-5, ~15 % faster; converted once into openvino_cache_dir), else torch
     vision_backend: VisionBackend = "auto"
-    # Who runs the detector for text concepts (exemplar boxes always run on torch): "auto" = OpenVINO
-    # where vision_backend's "auto" would pick it (exact to ~1e-6, ~1.5x faster), else torch
+    # Who runs the per-concept detector for text concepts (engine/detector.py; exemplar boxes always
+    # run on torch): "auto" = OpenVINO where vision_backend's "auto" would pick it (exact to ~1e-5,
+    # ~1.2x faster than torch), else torch
     detector_backend: VisionBackend = "auto"
     openvino_cache_dir: Path = Path("~/.cache/segserve/openvino")  # converted parts (`segserve convert`), by model
     # seconds for the one request that checks the hub answers before downloading a model not in the
