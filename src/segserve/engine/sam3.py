@@ -271,9 +271,10 @@ class Sam3Segmenter:
         features = self.run_vision(self.preprocess(rgb))
         self.stats["vision_passes"] += 1
         if splittable(features):
-            # The detector's per-image part (~1 % of the ViT's cost), cached with the features so
+            # The detector's per-image part (~2 % of the ViT's cost), cached with the features so
             # that every concept and re-prompt on this image skips it (engine/detector.py).
-            features.detector = image_state(self.model, features)
+            with torch.inference_mode():
+                features.detector = image_state(self.model, features)
         self.vision_cache.put(key, features)
         return features
 
