@@ -188,23 +188,17 @@ def peak_rss() -> Iterator[dict[str, int]]:
 
 
 class Timed:
-    """Wraps a bound method and records the seconds of each call (the vision pass, post-processing).
+    """Wraps a bound method and records the seconds of each call (the vision pass, post-processing)."""
 
-    With `only_if`, a call is recorded only when that returns true afterwards (the vision pass
-    really ran: a cache hit is not a vision pass).
-    """
-
-    def __init__(self, owner: Any, name: str, only_if: Callable[[], bool] = lambda: True):
+    def __init__(self, owner: Any, name: str):
         self.calls: list[float] = []
         self._fn = getattr(owner, name)
-        self._only_if = only_if
         setattr(owner, name, self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         result = self._fn(*args, **kwargs)
-        if self._only_if():
-            self.calls.append(time.perf_counter() - start)
+        self.calls.append(time.perf_counter() - start)
         return result
 
 

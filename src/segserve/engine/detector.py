@@ -38,7 +38,7 @@ class DetectorImageState:
     skips: tuple[torch.Tensor, ...]  # (1, C, h_i, w_i), coarse to fine
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.tokens, self.position, *self.skips))
+        return sum(t.numel() * t.element_size() for t in self.tensors())
 
     def tensors(self) -> list[torch.Tensor]:
         return [self.tokens, self.position, *self.skips]
@@ -173,9 +173,6 @@ class MaskLogits:
 
     def __init__(self, rows: list[Any]):
         self.rows = rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
 
     @staticmethod
     def _logits(row: Any, queries: torch.Tensor) -> torch.Tensor:
