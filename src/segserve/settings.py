@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     glossary: Path | None = None  # Chinese terms added to the lexicon: `term<TAB>English` per line; SIGHUP reloads
     concept_batch: int = Field(16, ge=1)  # concepts per detector pass (bounds memory)
     grid_points: int = Field(32, ge=1, le=128)  # grid mode: prompt points per side (32 -> 1024 points)
-    grid_batch: int = Field(64, ge=1)  # grid mode: points decoded per tracker pass (bounds memory)
+    grid_batch: int = Field(16, ge=1)  # grid mode: points decoded per tracker pass (bounds memory; 64 was no faster)
     pred_iou_thresh: float = Field(0.88, ge=0.0, le=1.0)  # grid mode: keep masks whose predicted IoU reaches this
     stability_thresh: float = Field(0.95, ge=0.0, le=1.0)  # grid mode: keep masks stable when the cut moves +-1 logit
     nms_thresh: float = Field(0.7, gt=0.0, le=1.0)  # everything mode: mask IoU at which the weaker mask is a duplicate
@@ -97,7 +97,7 @@ class Settings(BaseSettings):
 
     # --- caches ------------------------------------------------------------------------------
     cache: bool = True  # keep vision and text features of recent inputs (off: every request runs the ViT)
-    cache_mb: float = Field(0, ge=0)  # vision-feature cache in MiB; 0 = room for ~8 images
+    cache_mb: float = Field(0, ge=0)  # vision-feature cache in MiB; 0 = room for ~4 images
     text_cache_size: int = Field(256, ge=0)  # concepts whose text features are kept
 
     # --- HTTP server -------------------------------------------------------------------------

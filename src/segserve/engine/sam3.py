@@ -31,6 +31,7 @@ from segserve.engine.features import VisionFeatures, features_nbytes
 from segserve.engine.loading import (
     DEFAULT_MODEL,
     load_error_message,
+    release_mapped_pages,
     resolve_checkpoint,
     select_device,
     select_dtype,
@@ -54,8 +55,9 @@ from segserve.types import ConceptText, SegmentationResult, SegmentOptions
 
 log = logging.getLogger(__name__)
 
-# `cache_mb=0` sizes the vision-feature cache for this many images of the loaded model.
-DEFAULT_CACHE_IMAGES = 8
+# `cache_mb=0` sizes the vision-feature cache for this many images of the loaded model: ~1 GB on
+# full-size SAM 3, so a CPU server stays under 8 GB (bench/README.md); re-prompts hit the latest four.
+DEFAULT_CACHE_IMAGES = 4
 
 
 class Sam3Segmenter:
@@ -179,6 +181,10 @@ class Sam3Segmenter:
             # again. Only a model loaded here is ours to change. The tracker keeps working: it reads
             # the ViT's output from the cached features, never its weights (see tracker.load_tracker).
             model.vision_encoder.to("meta")
+            # Its pages stay mapped with the checkpoint file (and the cache key read around each of
+            # its tensors): out of RSS with them. The rest of the model faults back in as it runs.
+            for weights in Path(path).glob("*.safetensors"):
+                release_mapped_pages(weights)
         return segmenter
 
     @classmethod
@@ -232,7 +238,8 @@ class Sam3Segmenter:
         stall for the requests queued behind it. A checkpoint without a tracker only logs it."""
         image = np.full((64, 64, 3), 127, dtype=np.uint8)
         with self._lock, torch.inference_mode():
-            features = self.encode_image(image)
+            # Not cached: no request will ask for this image, and it would hold ~250 MB of the cache.
+            features = self.image_features(image)
             self.segment_features(features, image, as_concepts(["object"]), SegmentOptions())
             texts = [c.text for c in self.vocabulary]
             if len(texts) <= self.settings.text_cache_size:  # kept for vocabulary requests (LRU)
@@ -268,6 +275,12 @@ class Sam3Segmenter:
             self.stats["vision_cache_hits"] += 1
             return cached
         self.stats["vision_cache_misses"] += 1
+        features = self.image_features(rgb)
+        self.vision_cache.put(key, features)
+        return features
+
+    def image_features(self, rgb: np.ndarray) -> VisionFeatures:
+        """What `encode_image` caches, computed without the cache."""
         features = self.run_vision(self.preprocess(rgb))
         self.stats["vision_passes"] += 1
         if splittable(features):
@@ -275,7 +288,6 @@ class Sam3Segmenter:
             # that every concept and re-prompt on this image skips it (engine/detector.py).
             with torch.inference_mode():
                 features.detector = image_state(self.model, features)
-        self.vision_cache.put(key, features)
         return features
 
     def run_vision(self, pixel_values: torch.Tensor) -> VisionFeatures:
