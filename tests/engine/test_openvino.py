@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -337,3 +340,35 @@ def test_parts_compile_for_static_shapes_and_leave_their_weights_file_unmapped(o
     weights = list(cache.glob("*/*.bin"))
     assert len(weights) == 2
     assert [resident_kb(path) for path in weights] == [0, 0]
+
+
+_SIGNAL_AFTER_DROPPING_MODELS = """
+import gc, os, signal, sys
+from segserve.engine.sam3 import Sam3Segmenter
+
+model, cache = sys.argv[1:]
+kwargs = dict(device="cpu", vision_backend="openvino", detector_backend="openvino", openvino_cache_dir=cache)
+segmenters = [Sam3Segmenter.from_pretrained(model, **kwargs) for _ in range(2)]
+while segmenters:  # in the order they were made: what broke the signal stack
+    segmenters.pop(0)
+    gc.collect()
+hups = []
+signal.signal(signal.SIGHUP, lambda *_: hups.append(1))
+os.kill(os.getpid(), signal.SIGHUP)
+print("handled", len(hups))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows has no SIGHUP")
+def test_a_signal_after_its_models_are_dropped_is_handled(ov_segmenter, tiny_model_path):
+    """Every OpenVINO CPU plugin swaps the thread's signal stack and frees its own when it dies: with
+    a Core per model, a SIGHUP (glossary reload) after models were dropped died of SIGSEGV."""
+    _, cache = ov_segmenter
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_AFTER_DROPPING_MODELS, str(tiny_model_path), str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.strip() == "handled 1"

@@ -21,6 +21,7 @@ server's heap.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import logging
 import os
@@ -63,6 +64,24 @@ def available() -> bool:
     return True
 
 
+@functools.cache
+def shared_core() -> Any:
+    """The process's one `openvino.Core`, kept until the process ends.
+
+    The CPU plugin that each Core creates (OpenVINO 2026.4) points the creating thread's signal
+    stack (`sigaltstack`) at memory of its own, and when the plugin dies it restores the stack it
+    found there and frees its own. With two Cores destroyed in any order but the reverse of their
+    creation, the thread is left with a freed signal stack, and the next signal handled on it (the
+    glossary's SIGHUP, Ctrl-C, a TERM from the process manager) kills the process with SIGSEGV. One
+    Core that never dies never frees its stack (tests/engine/test_openvino.py). It is also
+    OpenVINO's advice: a Core is the plugins' registry, meant to be one per application.
+    """
+    _block_telemetry()
+    import openvino as ov
+
+    return ov.Core()
+
+
 def _block_telemetry() -> None:
     """OpenVINO's model converter reports usage to Google Analytics unless a consent file in the
     home directory says no, and a self-hosted service must not phone home. With its optional
@@ -90,13 +109,10 @@ class _Converted:
     def __init__(self, model: Any, image_size: int, cache_dir: Path, model_id: str, *, check_memory: bool = False):
         """With `check_memory` ("auto"), a conversion this machine has not the memory for raises
         `NotEnoughMemoryError` instead of starting."""
-        _block_telemetry()
-        import openvino as ov
-
         module = part_module(model, self.part)
         key = _cache_key(module, image_size, _key_name(model_id, self.part))
         path = cache_path(cache_dir, key, self.part)
-        core = ov.Core()
+        core = shared_core()
         # Every input shape fixed: the engine feeds one image at the processor's size, and the
         # detector one concept per inference (`OpenVINODetector`). With static shapes the CPU plugin
         # packs the weights while compiling and keeps no transposed copy of them (the ViT: 2.6 instead
@@ -228,7 +244,6 @@ def convert_checkpoint(
     and the server's child process run. Returns (part, the cached model's path, whether it was
     converted now) per part; raises `OtherWeightsError` if `expect_key` (one part) does not match."""
     _block_telemetry()
-    import openvino as ov
     from transformers import Sam3Model, Sam3Processor
 
     from segserve.engine.loading import resolve_checkpoint
@@ -249,7 +264,7 @@ def convert_checkpoint(
         if expect_key is not None and key != expect_key:
             raise OtherWeightsError(f"{model_id} on disk is not the model in memory")
         path = cache_path(cache_dir, key, part)
-        fresh = _read_cache(ov.Core(), path) is None
+        fresh = _read_cache(shared_core(), path) is None
         if fresh:
             convert(part, model, image_size, path)
         done.append((part, path, fresh))
