@@ -174,7 +174,7 @@ def _add_convert(sub: Any) -> None:
         "convert",
         help="convert the vision encoder and detector to OpenVINO ahead of time (the [cpu] extra)",
         description="Convert MODEL's vision encoder and detector to OpenVINO into the cache the server reads "
-        "(SEGSERVE_OPENVINO_CACHE_DIR), so no server start pays the conversion (minutes and ~21 GB of "
+        "(SEGSERVE_OPENVINO_CACHE_DIR), so no server start pays the conversion (minutes and ~23 GB of "
         "memory for SAM 3). Run it where the memory is, e.g. when building an image; an existing, "
         "intact conversion is kept.",
         epilog=_EPILOG,

@@ -9,7 +9,7 @@ residual adds around the matmuls, which torch runs as separate passes over memor
 `INFERENCE_PRECISION_HINT=f32` keeps it exact: on CPUs with AMX or AVX-512 BF16, OpenVINO would
 otherwise pick bf16.
 
-Converting (tracing through torch) takes minutes and peaks at ~21 GB for the ViT (the process
+Converting (tracing through torch) takes minutes and peaks at ~23 GB for the ViT (the process
 holding the whole model), ~10 GB for the detector, so each converted part is saved once to a disk
 cache, keyed by what determines it (model id, weights fingerprint, input size, library versions,
 the detector graph's source); later starts read it in seconds. The
