@@ -155,13 +155,16 @@ def test_a_corrupt_cache_is_converted_again(ov_segmenter, tiny_model_path, tmp_p
     )
 
 
-def test_auto_falls_back_to_torch_when_openvino_cannot_build(tiny_model_path, monkeypatch, caplog):
+def test_auto_falls_back_to_torch_when_openvino_cannot_build(tiny_model_path, tmp_path, monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("no space left on device")
 
     monkeypatch.setattr(openvino, "MIN_PARAMETERS", 1)  # "auto" would pick OpenVINO
     monkeypatch.setattr(openvino, "OpenVINOVisionEncoder", broken)
-    seg = Sam3Segmenter.from_pretrained(tiny_model_path, device="cpu", vision_backend="auto")
+    # The detector on torch and the cache in tmp_path: nothing converted into the user's ~/.cache.
+    seg = Sam3Segmenter.from_pretrained(
+        tiny_model_path, device="cpu", vision_backend="auto", detector_backend="torch", openvino_cache_dir=tmp_path
+    )
     assert seg.vision_backend == "torch"
     assert any("runs on torch" in r.getMessage() for r in caplog.records)
 
