@@ -15,6 +15,10 @@ from segserve.engine.detector import TextDetector
 from segserve.engine.sam3 import Sam3Segmenter
 from segserve.types import SegmentOptions
 
+# The [cpu] extra is optional: without it these skip (the reason is in pytest's summary) and the
+# tests below that patch `available` check what a user without it gets. The dev install has it.
+needs_openvino = pytest.mark.skipif(not openvino.available(), reason="needs the [cpu] extra (OpenVINO)")
+
 
 def _no_conversion_here(*args, **kwargs):
     raise AssertionError("the conversion must run in a child process, not in the server")
@@ -31,6 +35,7 @@ def ov_segmenter(tiny_model_path, tmp_path_factory):
     return seg, cache
 
 
+@needs_openvino
 def test_vision_features_within_1e4_of_torch(ov_segmenter, tiny_segmenter, rgb_image):
     seg, _ = ov_segmenter
     assert seg.vision_backend == "openvino" and tiny_segmenter.vision_backend == "torch"
@@ -46,6 +51,7 @@ def test_vision_features_within_1e4_of_torch(ov_segmenter, tiny_segmenter, rgb_i
         assert float((got - want).abs().max()) < 1e-4
 
 
+@needs_openvino
 def test_segments_match_the_torch_backend(ov_segmenter, tiny_segmenter, rgb_image):
     seg, _ = ov_segmenter
     options = SegmentOptions(threshold=0.25, max_segments=1000)
@@ -58,6 +64,7 @@ def test_segments_match_the_torch_backend(ov_segmenter, tiny_segmenter, rgb_imag
     assert np.mean(ours.masks != ref.masks) < 1e-3
 
 
+@needs_openvino
 def test_conversion_sends_no_telemetry(ov_segmenter):
     import sys
 
@@ -67,6 +74,7 @@ def test_conversion_sends_no_telemetry(ov_segmenter):
     assert ovc_telemetry.tm.__name__ == "openvino.tools.ovc.telemetry_stub"  # the converter's no-op
 
 
+@needs_openvino
 def test_converted_model_is_cached_on_disk_and_reused(ov_segmenter, tiny_model_path, monkeypatch):
     _, cache = ov_segmenter
     saved = list(cache.glob("*/vision_encoder.xml"))
@@ -89,7 +97,7 @@ def test_converted_model_is_cached_on_disk_and_reused(ov_segmenter, tiny_model_p
     [
         ("torch", "cpu", torch.float32, False),  # asked for torch
         ("auto", "cpu", torch.float32, False),  # the tiny model is too small to be worth converting
-        ("openvino", "cpu", torch.float32, True),  # asked for, and possible
+        pytest.param("openvino", "cpu", torch.float32, True, marks=needs_openvino),  # asked for, and possible
     ],
 )
 def test_backend_resolution(tiny_segmenter, backend, device, dtype, expected):
@@ -109,6 +117,7 @@ def test_backend_refusals_say_what_to_do(tiny_segmenter, backend, dtype, match):
         openvino.should_use(backend, tiny_segmenter.model.vision_encoder, torch.device("cpu"), dtype)
 
 
+@needs_openvino
 def test_auto_picks_openvino_for_a_full_size_encoder(tiny_segmenter, monkeypatch):
     monkeypatch.setattr(openvino, "MIN_PARAMETERS", 1)  # stands in for the 450M-parameter ViT
     vision = tiny_segmenter.model.vision_encoder
@@ -131,6 +140,7 @@ def _flip_a_weight(folder):
 
 
 @pytest.mark.parametrize("corrupt", [_corrupt_bin, _corrupt_xml, _flip_a_weight])
+@needs_openvino
 def test_a_corrupt_cache_is_converted_again(ov_segmenter, tiny_model_path, tmp_path, rgb_image, caplog, corrupt):
     import shutil
 
@@ -155,6 +165,7 @@ def test_a_corrupt_cache_is_converted_again(ov_segmenter, tiny_model_path, tmp_p
     )
 
 
+@needs_openvino
 def test_auto_falls_back_to_torch_when_openvino_cannot_build(tiny_model_path, tmp_path, monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("no space left on device")
@@ -169,6 +180,7 @@ def test_auto_falls_back_to_torch_when_openvino_cannot_build(tiny_model_path, tm
     assert any("runs on torch" in r.getMessage() for r in caplog.records)
 
 
+@needs_openvino
 def test_the_torch_vit_is_dropped_once_openvino_runs_it(ov_segmenter, tiny_segmenter, rgb_image):
     seg, _ = ov_segmenter
     assert all(p.is_meta for p in seg.model.vision_encoder.parameters())  # one copy of the ViT: OpenVINO's
@@ -181,6 +193,7 @@ def test_the_torch_vit_is_dropped_once_openvino_runs_it(ov_segmenter, tiny_segme
     np.testing.assert_allclose(ours.scores, ref.scores, atol=1e-3)
 
 
+@needs_openvino
 def test_a_model_unlike_its_checkpoint_is_converted_in_process(tiny_model_path, tmp_path, caplog):
     from transformers import Sam3Model, Sam3Processor
 
@@ -201,6 +214,7 @@ def test_a_model_unlike_its_checkpoint_is_converted_in_process(tiny_model_path, 
     assert float((got - want.last_hidden_state).abs().max()) < 1e-4  # converted from these weights
 
 
+@needs_openvino
 def test_auto_runs_torch_when_a_conversion_would_not_fit_in_memory(tiny_model_path, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(openvino, "MIN_PARAMETERS", 1)  # "auto" would pick OpenVINO
     monkeypatch.setattr(openvino, "enough_memory_to_convert", lambda module, part: (False, 3.2, 15.0))
@@ -221,6 +235,7 @@ def test_available_memory_is_read_from_the_system(tiny_segmenter):
     assert 0 < need < 0.01  # the tiny encoder: kilobytes
 
 
+@needs_openvino
 def test_convert_command_converts_once(tiny_model_path, tmp_path, capsys):
     from segserve.cli import main
 
@@ -244,6 +259,7 @@ def test_convert_command_converts_once(tiny_model_path, tmp_path, capsys):
     assert (seg.vision_backend, seg.detector_backend) == ("openvino", "openvino")
 
 
+@needs_openvino
 def test_convert_command_names_a_missing_model(tmp_path, capsys):
     from segserve.cli import main
 
@@ -251,6 +267,7 @@ def test_convert_command_names_a_missing_model(tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
+@needs_openvino
 def test_the_child_refuses_other_weights(tiny_model_path, tmp_path, capsys):
     argv = ["--model", str(tiny_model_path), "--cache-dir", str(tmp_path), "--part", "vision", "--expect-key", "0" * 24]
     assert openvino.main(argv) == 3
@@ -258,6 +275,7 @@ def test_the_child_refuses_other_weights(tiny_model_path, tmp_path, capsys):
     assert not list(tmp_path.glob("*/vision_encoder.xml"))  # refused before converting
 
 
+@needs_openvino
 def test_a_model_id_that_is_no_checkpoint_is_converted_in_process(tiny_model_path, tmp_path, caplog):
     from transformers import Sam3Model, Sam3Processor
 
@@ -283,6 +301,7 @@ def ov_detector(tiny_model_path, tmp_path_factory):
     return seg, cache
 
 
+@needs_openvino
 def test_detector_outputs_match_torch(ov_detector, tiny_segmenter, rgb_image):
     seg, cache = ov_detector
     assert (seg.vision_backend, seg.detector_backend) == ("torch", "openvino")
@@ -300,6 +319,7 @@ def test_detector_outputs_match_torch(ov_detector, tiny_segmenter, rgb_image):
 
 
 @pytest.mark.parametrize("concepts", [["cat"], ["cat", "dog", "car", "bus"]])  # one row; rows other than traced
+@needs_openvino
 def test_detector_segments_match_torch(ov_detector, tiny_segmenter, rgb_image, concepts):
     seg, _ = ov_detector
     options = SegmentOptions(threshold=0.25, max_segments=1000)
@@ -310,6 +330,7 @@ def test_detector_segments_match_torch(ov_detector, tiny_segmenter, rgb_image, c
     assert np.mean(ours.masks != ref.masks) < 1e-3  # logits of the random model sit on the cut (see above)
 
 
+@needs_openvino
 def test_exemplar_boxes_stay_on_the_torch_detector(ov_detector, tiny_segmenter, rgb_image):
     from segserve.prompts import Concept
 
@@ -322,6 +343,27 @@ def test_exemplar_boxes_stay_on_the_torch_detector(ov_detector, tiny_segmenter, 
     np.testing.assert_allclose(ours.scores, ref.scores, atol=1e-5)
 
 
+# --- without the [cpu] extra ----------------------------------------------------------------------
+
+
+def test_without_openvino_auto_runs_torch_and_openvino_says_what_to_install(tiny_segmenter, monkeypatch):
+    monkeypatch.setattr(openvino, "available", lambda: False)
+    monkeypatch.setattr(openvino, "MIN_PARAMETERS", 1)  # "auto" would pick OpenVINO if it were installed
+    vision = tiny_segmenter.model.vision_encoder
+    assert not openvino.should_use("auto", vision, torch.device("cpu"), torch.float32)
+    with pytest.raises(ValueError, match=r"needs the openvino package: pip install 'segserve\[cpu\]'"):
+        openvino.should_use("openvino", vision, torch.device("cpu"), torch.float32)
+
+
+def test_without_openvino_the_convert_command_says_what_to_install(tiny_model_path, tmp_path, monkeypatch, capsys):
+    from segserve.cli import main
+
+    monkeypatch.setattr(openvino, "available", lambda: False)
+    assert main(["convert", "--model", str(tiny_model_path), "--cache-dir", str(tmp_path)]) == 2
+    assert "pip install 'segserve[cpu]'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_backend_errors_name_their_setting(tiny_segmenter):
     with pytest.raises(ValueError, match="detector_backend='openvino' runs on the CPU in float32"):
         openvino.should_use(
@@ -329,6 +371,7 @@ def test_backend_errors_name_their_setting(tiny_segmenter):
         )
 
 
+@needs_openvino
 def test_parts_compile_for_static_shapes_and_leave_their_weights_file_unmapped(ov_segmenter, tiny_model_path):
     """Static shapes let the CPU plugin pack the weights while compiling (on the full-size ViT 2.6
     instead of 4.9 GB); the IR's mmapped pages then leave this process's RSS (bench/README.md)."""
@@ -363,6 +406,7 @@ print("handled", len(hups))
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="Windows has no SIGHUP")
+@needs_openvino
 def test_a_signal_after_its_models_are_dropped_is_handled(ov_segmenter, tiny_model_path):
     """Every OpenVINO CPU plugin swaps the thread's signal stack and frees its own when it dies: with
     a Core per model, a SIGHUP (glossary reload) after models were dropped died of SIGSEGV."""
