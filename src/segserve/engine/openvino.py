@@ -21,12 +21,12 @@ server's heap.
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,10 @@ def available() -> bool:
     return True
 
 
-@functools.cache
+_core: Any = None  # see `shared_core`
+_core_lock = threading.Lock()
+
+
 def shared_core() -> Any:
     """The process's one `openvino.Core`, kept until the process ends.
 
@@ -74,12 +77,17 @@ def shared_core() -> Any:
     creation, the thread is left with a freed signal stack, and the next signal handled on it (the
     glossary's SIGHUP, Ctrl-C, a TERM from the process manager) kills the process with SIGSEGV. One
     Core that never dies never frees its stack (tests/engine/test_openvino.py). It is also
-    OpenVINO's advice: a Core is the plugins' registry, meant to be one per application.
+    OpenVINO's advice: a Core is the plugins' registry, meant to be one per application. Made under
+    a lock: two threads loading at once must not make a second Core and drop it.
     """
-    _block_telemetry()
-    import openvino as ov
+    global _core
+    with _core_lock:
+        if _core is None:
+            _block_telemetry()
+            import openvino as ov
 
-    return ov.Core()
+            _core = ov.Core()
+        return _core
 
 
 def _block_telemetry() -> None:
