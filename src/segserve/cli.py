@@ -413,6 +413,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # A device this machine lacks is a wrong command line: say so now, not after the server started.
     select_dtype(settings.dtype, select_device(settings.device))
+    # The engine's imports (transformers, seconds) before the port opens: even on a worker thread
+    # they hold the GIL long enough to stall the probes' answers (up to 5 s on a cold disk cache).
+    import segserve.engine.sam3  # noqa: F401
     serve.configure_logging(settings.log_level)
     return serve.run(settings, log_level=settings.log_level)
 

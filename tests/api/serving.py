@@ -42,7 +42,7 @@ def wait_for(url: str, proc: subprocess.Popen, status: int = 200, timeout: float
         try:
             if requests.get(url, timeout=2).status_code == status:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting: not a verdict
             pass
         time.sleep(0.1)
     raise AssertionError(f"{url} did not answer {status} within {timeout}s")

@@ -75,10 +75,8 @@ class AppState:
         settings = self.settings
         try:
             if self.segmenter is None:
-                from segserve.engine.sam3 import Sam3Segmenter  # torch import: only when serving
-
                 log.info("loading model %s", settings.model)
-                self.segmenter = await run_in_threadpool(Sam3Segmenter.from_settings, settings)
+                self.segmenter = await run_in_threadpool(_load_segmenter, settings)
             if settings.warmup:
                 started = time.perf_counter()
                 await self.worker.run(self._warm_up, timeout=max(settings.request_timeout, 600.0))
@@ -110,3 +108,12 @@ class AppState:
         image = np.full((64, 64, 3), 127, dtype=np.uint8)
         request = SegmentRequest.resolve(self.settings, prompt="object")
         self.segmenter.segment(image, request.concepts, request.options)
+
+
+def _load_segmenter(settings: Settings) -> Segmenter:
+    """The engine `settings` describes, imported and loaded on a worker thread: importing
+    transformers' SAM 3 takes 1-14 s (warm or cold disk cache), and on the event loop it left
+    /healthz and /readyz unanswered for that long."""
+    from segserve.engine.sam3 import Sam3Segmenter  # torch and transformers: only when serving
+
+    return Sam3Segmenter.from_settings(settings)
