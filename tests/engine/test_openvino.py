@@ -66,8 +66,6 @@ def test_segments_match_the_torch_backend(ov_segmenter, tiny_segmenter, rgb_imag
 
 @needs_openvino
 def test_conversion_sends_no_telemetry(ov_segmenter):
-    import sys
-
     import openvino.tools.ovc.telemetry_utils as ovc_telemetry
 
     assert sys.modules["openvino_telemetry"] is None
