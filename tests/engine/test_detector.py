@@ -67,3 +67,6 @@ def test_mask_logits_mix_dense_and_folded_rows():
     assert torch.allclose(got[0], torch.einsum("c,chw->hw", queries[2], pixels) + bias[2], atol=1e-6)
     assert torch.allclose(got[2], torch.einsum("c,chw->hw", queries[0], pixels) + bias[0], atol=1e-6)
     assert masks[torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long)].numel() == 0
+    # The shape of the (N, Q, h, w) tensor it stands for, whichever kind of row comes first.
+    assert masks.shape == (2, 4, 3, 2)
+    assert MaskLogits([(queries, bias, pixels), dense]).shape == (2, 4, 3, 2)

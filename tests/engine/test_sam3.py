@@ -226,6 +226,27 @@ def test_overlong_concept_is_truncated_not_crashing(tiny_segmenter, rgb_image):
 
 
 @pytest.mark.parametrize(
+    ("mask", "runs"),
+    [
+        ([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0]], 5),  # right padding, rows of different lengths
+        ([[1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0]], 6),  # one row fills the width
+        ([[0, 0, 0, 1, 1, 1], [0, 1, 1, 1, 1, 1]], 6),  # left padding: the full width, as the reference
+    ],
+)
+def test_text_features_skip_only_trailing_padding(tiny_segmenter, mask, runs):
+    model = tiny_segmenter.model
+    input_ids = torch.randint(1, 50, (2, 6), generator=torch.Generator().manual_seed(0))
+    mask = torch.tensor(mask)
+    with torch.inference_mode():
+        want = model.get_text_features(input_ids=input_ids, attention_mask=mask).pooler_output
+        got = tiny_segmenter._text_features(input_ids, mask)
+    assert got.shape == want.shape
+    # The positions the encoder ran are the full pass's; after them, zeros (the mask weighs them 0).
+    assert (got[:, :runs] - want[:, :runs]).abs().max() < 1e-5
+    assert not got[:, runs:].any()
+
+
+@pytest.mark.parametrize(
     ("source", "match"),
     [
         ("/nonexistent/sam3", "No SAM 3 checkpoint directory"),  # a path that isn't there

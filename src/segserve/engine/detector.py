@@ -174,6 +174,15 @@ class MaskLogits:
     def __init__(self, rows: list[Any]):
         self.rows = rows
 
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(N, Q, h, w), as the tensor it stands for."""
+        row = self.rows[0]
+        if isinstance(row, torch.Tensor):
+            return (len(self.rows), *row.shape)
+        embeddings, _, pixels = row
+        return (len(self.rows), embeddings.shape[0], *pixels.shape[-2:])
+
     @staticmethod
     def _logits(row: Any, queries: torch.Tensor) -> torch.Tensor:
         if isinstance(row, torch.Tensor):
